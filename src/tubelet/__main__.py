@@ -1,0 +1,5 @@
+import sys
+
+from tubelet.cli.main import main
+
+sys.exit(main())

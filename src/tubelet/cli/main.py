@@ -1,0 +1,47 @@
+"""The ``tubelet`` command line.
+
+Each sub-command lives in its own module ``tubelet/cli/cmd_<name>.py`` exposing
+``register(subparsers)``, which adds a parser and sets ``func`` to the function that runs it.
+Modules are discovered automatically, so adding a command never touches this file.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from tubelet.errors import InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tubelet", description="Video instance segmentation toolkit.")
+    from tubelet import __version__
+    parser.add_argument("--version", action="version", version=f"tubelet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import tubelet.cli as pkg
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("cmd_"):
+            importlib.import_module(f"tubelet.cli.{info.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except InputError as exc:
+        print(f"tubelet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tubelet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""YouTube-VIS 2019/2021/2022 and OVIS ground truth and results: load, validate, save.
+
+Ground truth (see ``shared/EVAL_NOTES.md``)::
+
+    {"videos": [{id, width, height, length, file_names}], "categories": [{id, name}],
+     "annotations": [{id, video_id, category_id, segmentations: [RLE | polygon | null] x length,
+                      areas: [float | null] x length, bboxes, iscrowd, occlusion?}]}
+
+Results: ``[{video_id, category_id, score, segmentations: [RLE | null] x length}]``.
+
+Every mask is converted on load to a compressed RLE (``counts`` a str). Validation errors raise
+:class:`~tubelet.errors.InputError` naming the file, the record and the field.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from tubelet.errors import InputError
+from tubelet.structures.rle import area as rle_area, to_rle
+from tubelet.utils.fileio import read_json, write_json
+
+
+@dataclass
+class Video:
+    id: int
+    width: int
+    height: int
+    length: int
+    file_names: list[str] = field(default_factory=list)
+    name: str = ""  # folder name under JPEGImages/, derived from file_names
+
+
+@dataclass
+class Annotation:
+    """One ground-truth instance track. ``segmentations[t]`` is a compressed RLE or None."""
+    id: int
+    video_id: int
+    category_id: int
+    segmentations: list[dict | None]
+    areas: list[float | None]
+    iscrowd: int = 0
+    occlusion: list[Any] | None = None  # OVIS per-frame occlusion labels, if present
+    bboxes: list[list[float] | None] | None = None
+
+
+@dataclass
+class YTVISDataset:
+    videos: dict[int, Video]
+    categories: dict[int, str]
+    annotations: list[Annotation]
+    path: str = ""
+    info: dict = field(default_factory=dict)
+
+    def annotations_of(self, video_id: int) -> list[Annotation]:
+        if not hasattr(self, "_by_video"):
+            by: dict[int, list[Annotation]] = {}
+            for a in self.annotations:
+                by.setdefault(a.video_id, []).append(a)
+            self._by_video = by
+        return self._by_video.get(video_id, [])
+
+    def to_json(self) -> dict:
+        """The dataset as a YouTube-VIS JSON object (compressed RLE)."""
+        return {
+            "info": self.info,
+            "videos": [{"id": v.id, "width": v.width, "height": v.height, "length": v.length,
+                        "file_names": v.file_names} for v in self.videos.values()],
+            "categories": [{"id": c, "name": n} for c, n in self.categories.items()],
+            "annotations": [annotation_to_json(a) for a in self.annotations],
+        }
+
+
+def annotation_to_json(a: Annotation) -> dict:
+    d = {"id": a.id, "video_id": a.video_id, "category_id": a.category_id,
+         "segmentations": a.segmentations, "areas": a.areas, "iscrowd": a.iscrowd,
+         "bboxes": a.bboxes if a.bboxes is not None else [bbox_of(s) for s in a.segmentations]}
+    if a.occlusion is not None:
+        d["occlusion"] = a.occlusion
+    return d
+
+
+def bbox_of(rle: dict | None) -> list[float] | None:
+    from pycocotools import mask as mask_utils
+    if rle is None:
+        return None
+    if rle_area(rle) == 0:
+        return None
+    return [float(x) for x in mask_utils.toBbox(rle)]
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _req(obj: Any, key: str, path: str, record: str, types: type | tuple) -> Any:
+    if not isinstance(obj, dict):
+        raise InputError(f"expected an object, got {type(obj).__name__}", path, record)
+    if key not in obj:
+        raise InputError("missing key", path, record, key)
+    val = obj[key]
+    if isinstance(val, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise InputError(f"expected {_tname(types)}, got a boolean", path, record, key)
+    if not isinstance(val, types):
+        raise InputError(f"expected {_tname(types)}, got {type(val).__name__}", path, record, key)
+    return val
+
+
+def _tname(types) -> str:
+    if isinstance(types, tuple):
+        return " or ".join(t.__name__ for t in types)
+    return types.__name__
+
+
+def _check_number(val: Any, path: str, record: str, fld: str, allow_negative: bool = False) -> float:
+    if isinstance(val, bool) or not isinstance(val, (int, float)):
+        raise InputError(f"expected a number, got {type(val).__name__}", path, record, fld)
+    if not math.isfinite(val):
+        raise InputError(f"not a finite number ({val})", path, record, fld)
+    if not allow_negative and val < 0:
+        raise InputError(f"negative value {val}", path, record, fld)
+    return float(val)
+
+
+def _convert_segs(segs: list, video: Video, path: str, record: str) -> list[dict | None]:
+    if len(segs) != video.length:
+        raise InputError(f"has {len(segs)} frames, video {video.id} has {video.length}",
+                         path, record, "segmentations")
+    out = []
+    for t, s in enumerate(segs):
+        try:
+            r = to_rle(s, video.height, video.width)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(f"unreadable mask: {exc}", path, record, f"segmentations[{t}]") from None
+        if r is not None and list(r["size"]) != [video.height, video.width]:
+            raise InputError(f"mask size {r['size'][0]}x{r['size'][1]} differs from video "
+                             f"{video.id} size {video.height}x{video.width}",
+                             path, record, f"segmentations[{t}]")
+        out.append(r)
+    return out
+
+
+# ----------------------------------------------------------------------------------- GT
+def load_ytvis(source: str | os.PathLike | dict, path: str | None = None) -> YTVISDataset:
+    """Load and validate YouTube-VIS / OVIS ground truth from a file or a parsed dict."""
+    if isinstance(source, dict):
+        data, path = source, path or "<memory>"
+    else:
+        path = str(source)
+        data = read_json(path)
+    if not isinstance(data, dict):
+        raise InputError(f"expected a JSON object with videos/categories/annotations, "
+                         f"got {type(data).__name__}", path)
+    for key in ("videos", "categories"):
+        if key not in data:
+            raise InputError("missing key", path, None, key)
+        if not isinstance(data[key], list):
+            raise InputError("expected a list", path, None, key)
+
+    videos: dict[int, Video] = {}
+    for i, v in enumerate(data["videos"]):
+        rec = f"videos[{i}]"
+        vid = _req(v, "id", path, rec, int)
+        if vid in videos:
+            raise InputError(f"duplicate video id {vid}", path, rec, "id")
+        w = _req(v, "width", path, rec, int)
+        h = _req(v, "height", path, rec, int)
+        if w <= 0 or h <= 0:
+            raise InputError(f"video size {w}x{h} must be positive", path, rec, "width/height")
+        files = v.get("file_names") or []
+        if not isinstance(files, list):
+            raise InputError("expected a list", path, rec, "file_names")
+        length = v.get("length", len(files))
+        if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
+            raise InputError(f"expected a positive int, got {length!r}", path, rec, "length")
+        if files and len(files) != length:
+            raise InputError(f"{len(files)} file names for length {length}", path, rec, "file_names")
+        name = os.path.dirname(files[0]) if files else str(vid)
+        videos[vid] = Video(vid, w, h, length, list(files), name)
+
+    categories: dict[int, str] = {}
+    for i, c in enumerate(data["categories"]):
+        rec = f"categories[{i}]"
+        cid = _req(c, "id", path, rec, int)
+        if cid in categories:
+            raise InputError(f"duplicate category id {cid}", path, rec, "id")
+        categories[cid] = str(c.get("name", cid))
+
+    anns_raw = data.get("annotations", [])
+    if not isinstance(anns_raw, list):
+        raise InputError("expected a list", path, None, "annotations")
+    annotations: list[Annotation] = []
+    seen_ids: set[int] = set()
+    for i, a in enumerate(anns_raw):
+        rec = f"annotations[{i}]"
+        aid = _req(a, "id", path, rec, int)
+        if aid in seen_ids:
+            raise InputError(f"duplicate annotation id {aid}", path, rec, "id")
+        seen_ids.add(aid)
+        vid = _req(a, "video_id", path, rec, int)
+        if vid not in videos:
+            raise InputError(f"unknown video id {vid}", path, rec, "video_id")
+        cid = _req(a, "category_id", path, rec, int)
+        if cid not in categories:
+            raise InputError(f"unknown category id {cid}", path, rec, "category_id")
+        video = videos[vid]
+        segs = _convert_segs(_req(a, "segmentations", path, rec, list), video, path, rec)
+        areas_raw = a.get("areas")
+        if areas_raw is None:
+            areas = [None if s is None else float(rle_area(s)) for s in segs]
+        else:
+            if not isinstance(areas_raw, list) or len(areas_raw) != video.length:
+                raise InputError(f"expected a list of {video.length} areas", path, rec, "areas")
+            areas = [None if x is None else _check_number(x, path, rec, f"areas[{t}]")
+                     for t, x in enumerate(areas_raw)]
+        iscrowd = a.get("iscrowd", 0)
+        if iscrowd not in (0, 1):
+            raise InputError(f"expected 0 or 1, got {iscrowd!r}", path, rec, "iscrowd")
+        occ = a.get("occlusion")
+        if occ is not None and (not isinstance(occ, list) or len(occ) != video.length):
+            raise InputError(f"expected a list of {video.length} labels", path, rec, "occlusion")
+        bboxes = a.get("bboxes")
+        annotations.append(Annotation(aid, vid, cid, segs, areas, int(iscrowd), occ,
+                                      bboxes if isinstance(bboxes, list) else None))
+    return YTVISDataset(videos, categories, annotations, path, data.get("info", {}) or {})
+
+
+# ----------------------------------------------------------------------------------- results
+def validate_results(records: Any, gt: YTVISDataset, path: str = "<results>",
+                     ignore_unknown_categories: bool = True) -> list[dict]:
+    """Validate result records against ``gt``; return new records with compressed-RLE masks.
+
+    Records whose category is absent from the GT are dropped (the official evaluator ignores
+    them) unless ``ignore_unknown_categories`` is False, in which case they are an error.
+    """
+    if isinstance(records, dict) and "annotations" in records:
+        records = records["annotations"]
+    if not isinstance(records, list):
+        raise InputError(f"expected a list of result records, got {type(records).__name__}", path)
+    out = []
+    for i, r in enumerate(records):
+        rec = f"results[{i}]"
+        vid = _req(r, "video_id", path, rec, int)
+        if vid not in gt.videos:
+            raise InputError(f"unknown video id {vid} (not in {gt.path or 'the ground truth'})",
+                             path, rec, "video_id")
+        cid = _req(r, "category_id", path, rec, int)
+        score = _check_number(_req(r, "score", path, rec, (int, float)), path, rec, "score")
+        segs = _convert_segs(_req(r, "segmentations", path, rec, list), gt.videos[vid], path, rec)
+        if cid not in gt.categories:
+            if ignore_unknown_categories:
+                continue
+            raise InputError(f"unknown category id {cid}", path, rec, "category_id")
+        out.append({"video_id": vid, "category_id": cid, "score": score, "segmentations": segs})
+    return out
+
+
+def load_results(source: str | os.PathLike | list, gt: YTVISDataset, **kw) -> list[dict]:
+    """Load a results JSON file (or a list of records) and validate it against ``gt``."""
+    if isinstance(source, list):
+        return validate_results(source, gt, "<memory>", **kw)
+    return validate_results(read_json(source), gt, str(source), **kw)
+
+
+def save_results(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """Write results JSON atomically (compressed RLE; masks converted if needed)."""
+    out = []
+    for r in records:
+        segs = []
+        for s in r["segmentations"]:
+            if s is not None and isinstance(s.get("counts"), bytes):
+                s = {"size": s["size"], "counts": s["counts"].decode("ascii")}
+            segs.append(s)
+        out.append({"video_id": int(r["video_id"]), "category_id": int(r["category_id"]),
+                    "score": float(r["score"]), "segmentations": segs})
+    write_json(path, out)
+
+
+def save_ytvis(path: str | os.PathLike, ds: YTVISDataset | dict) -> None:
+    write_json(path, ds.to_json() if isinstance(ds, YTVISDataset) else ds)
