@@ -27,6 +27,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -53,10 +56,6 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def _bad_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file; a missing, empty or malformed file raises :class:`InputError`."""
     path = Path(path)
@@ -68,7 +67,9 @@ def read_json(path: str | os.PathLike) -> Any:
     if not text.strip():
         raise InputError("file is empty", path=str(path))
     try:
-        return json.loads(text, parse_constant=_bad_constant)
+        # NaN/Infinity literals are parsed (Python's json writes them) so the validators can
+        # reject them with the record and field named.
+        return json.loads(text)
     except (json.JSONDecodeError, ValueError) as exc:
         raise InputError(f"malformed JSON: {exc}", path=str(path)) from None
 
