@@ -12,6 +12,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 RLE = dict  # {"size": [H, W], "counts": str}
+AREA_CHUNK = 255  # largest list pycocotools.mask.area accepts under numpy 2
 
 
 def encode(mask: np.ndarray) -> RLE:
@@ -56,9 +57,13 @@ def area(rles: RLE | Sequence[RLE]) -> np.ndarray | int:
     """Foreground pixel count of one RLE (int) or a list of RLEs (``[N]`` int64)."""
     if isinstance(rles, dict):
         return int(mask_utils.area(rles))
-    if len(rles) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.asarray(mask_utils.area(list(rles)), dtype=np.int64)
+    rles = list(rles)
+    out = np.zeros(len(rles), dtype=np.int64)
+    # pycocotools.mask.area overflows (OverflowError) on lists of 256 or more RLEs under numpy 2
+    # (it builds a uint8 array holding the count); call it in chunks of at most 255.
+    for i in range(0, len(rles), AREA_CHUNK):
+        out[i:i + AREA_CHUNK] = mask_utils.area(rles[i:i + AREA_CHUNK])
+    return out
 
 
 def empty_rle(height: int, width: int) -> RLE:

@@ -72,7 +72,7 @@ class VideoWriter:
             if codec == "libx264":
                 self._stream.options = {"crf": str(int(crf))}
         except BaseException:
-            self._abort()
+            self.abort()
             raise
 
     def write(self, frame: np.ndarray) -> None:
@@ -103,12 +103,12 @@ class VideoWriter:
             self._container.close()
             self._container = None
         except BaseException:
-            self._abort()
+            self.abort()
             raise
         self._stack.close()  # renames the temporary file onto self.path
 
-    def _abort(self) -> None:
-        """Drop the temporary file; nothing is written at the destination."""
+    def abort(self) -> None:
+        """Stop without writing: drop the temporary file; nothing appears at the destination."""
         if self._container is not None:
             with contextlib.suppress(Exception):
                 self._container.close()
@@ -125,9 +125,9 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
-            self._abort()
+            self.abort()
 
     def __del__(self):
         # An abandoned writer (never closed) must not leave its temporary file behind.
         if getattr(self, "_container", None) is not None:
-            self._abort()
+            self.abort()

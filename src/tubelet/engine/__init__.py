@@ -1,0 +1,1 @@
+"""Training and inference engine shared by every method."""

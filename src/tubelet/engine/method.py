@@ -1,0 +1,94 @@
+"""The interface every VIS method implements, and its streaming prediction result.
+
+Training: ``losses = method(batch)`` with ``batch`` from :func:`tubelet.data.clips.collate_clips`.
+Inference: one streaming call for every method, so the CLI and evaluator never branch::
+
+    stream = method.predict_video(frames)      # frames: iterable of RGB uint8 [H, W, 3]
+    for fr in stream:                          # FrameOutput per frame, as soon as it is known
+        ...
+    video = stream.result()                    # VideoInstances (tracks of the whole video)
+
+Online methods emit each frame's result at once and hold memory that does not grow with the
+video; offline methods buffer internally and may emit frame results at the end.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generator, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from tubelet.structures import VideoInstances
+
+
+@dataclass
+class FrameOutput:
+    """What a method knows about frame ``index`` when it emits it.
+
+    masks: N compressed RLEs at the original frame size; track_ids / scores / labels: ``[N]``.
+    """
+    index: int
+    masks: list[dict]
+    track_ids: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+
+class VideoStream:
+    """Wraps a generator that yields :class:`FrameOutput` and *returns* the VideoInstances."""
+
+    def __init__(self, gen: Generator[FrameOutput, None, VideoInstances]):
+        self._gen = gen
+        self._result: VideoInstances | None = None
+        self._done = False
+
+    def __iter__(self) -> Iterator[FrameOutput]:
+        while not self._done:
+            try:
+                yield next(self._gen)
+            except StopIteration as stop:
+                self._result, self._done = stop.value, True
+
+    def result(self) -> VideoInstances:
+        for _ in self:
+            pass
+        assert self._result is not None
+        return self._result
+
+
+class VISMethod(nn.Module):
+    """Base class: subclasses set ``self.categories`` and implement forward / _predict."""
+
+    #: (dataset category id, name) in class-index order; results use these ids.
+    categories: list[tuple[int, str]]
+
+    def set_categories(self, categories: list[tuple[int, str]]) -> None:
+        self.categories = [(int(c), str(n)) for c, n in categories]
+
+    @property
+    def category_ids(self) -> np.ndarray:
+        return np.array([c for c, _ in self.categories], dtype=np.int64)
+
+    def param_groups(self, lr: float, backbone_lr_mult: float, weight_decay: float) -> list[dict]:
+        """Backbone parameters (names starting with ``backbone.`` anywhere) get ``lr x mult``."""
+        bb, rest = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (bb if ".backbone." in f".{name}" else rest).append(p)
+        groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
+        if bb:
+            groups.append({"params": bb, "lr": lr * backbone_lr_mult, "weight_decay": weight_decay})
+        return groups
+
+    def predict_video(self, frames: Iterable[np.ndarray]) -> VideoStream:
+        return VideoStream(self._predict(frames))
+
+    def _predict(self, frames: Iterable[np.ndarray]) -> Generator[FrameOutput, None, VideoInstances]:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device

@@ -1,0 +1,245 @@
+"""The training loop: one process or many under ``torchrun`` (DDP).
+
+Exact resume: clip sampling is a pure function of (seed, epoch, index), the sampler order a pure
+function of (seed, epoch), and the checkpoint holds model, optimizer, scheduler, scaler, step and
+every RNG state; a resumed run skips the micro-batches already consumed in the current epoch and
+then draws exactly what the uninterrupted run would have drawn.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from tubelet.data.clips import ClipDataset, collate_clips
+from tubelet.data.ytvis import load_ytvis
+from tubelet.engine import dist
+from tubelet.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from tubelet.engine.config import ExperimentConfig, experiment_to_dict
+from tubelet.engine.registry import build_method
+from tubelet.engine.schedule import lr_factor
+from tubelet.errors import InputError
+from tubelet.utils.fileio import write_json
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model, cfg) -> torch.optim.Optimizer:
+    t = cfg.train
+    groups = model.param_groups(t.lr, t.backbone_lr_mult, t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    raise InputError(f"unknown optimizer {t.optimizer!r} (adamw or sgd)", field="train.optimizer")
+
+
+def checksum(model: torch.nn.Module) -> float:
+    """A float fingerprint of all parameters (to compare DDP replicas)."""
+    with torch.no_grad():
+        return float(sum((p.double() * (i + 1)).sum() for i, p in enumerate(model.parameters())))
+
+
+class _Logger:
+    """CSV (always) and TensorBoard (if installed) scalars; rank 0 only."""
+
+    def __init__(self, out_dir: Path, enabled: bool, append: bool):
+        self.enabled = enabled
+        self.path = out_dir / "metrics.csv"
+        self.fields: list[str] | None = None
+        self.tb = None
+        if not enabled:
+            return
+        if append and self.path.exists():
+            with open(self.path) as f:
+                self.fields = next(csv.reader(f), None)
+        elif self.path.exists():
+            self.path.unlink()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(out_dir / "tb"))
+        except Exception:  # tensorboard not installed
+            self.tb = None
+
+    def log(self, step: int, row: dict) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **row}
+        if self.fields is None:
+            self.fields = list(row)
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, step)
+
+
+def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
+          progress: bool = True) -> dict:
+    """Train ``cfg``; write checkpoints and logs to ``out_dir``; return a summary dict with the
+    per-step loss history (``losses``)."""
+    out_dir = Path(out_dir)
+    device = dist.pick_device(cfg.train.device)
+    rank, world = dist.init_from_env(device)
+    main = rank == 0
+    t = cfg.train
+    seed_all(t.seed)  # identical init on every rank (DDP also broadcasts rank 0's weights)
+
+    if not cfg.data.train_json:
+        raise InputError("no training data: set data.train_json and data.train_images",
+                         field="data.train_json")
+    gt = load_ytvis(cfg.data.train_json)
+    dataset = ClipDataset(gt, cfg.data.train_images, cfg.data.clip, train=True, seed=t.seed)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=t.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=t.num_workers, collate_fn=collate_clips)
+    if len(loader) == 0:
+        raise InputError(f"{len(dataset)} clips cannot fill one batch of {t.batch_size} x "
+                         f"{world} processes", cfg.data.train_json)
+
+    model = build_method(cfg.method, cfg.model)
+    model.set_categories(sorted(gt.categories.items()))
+    model.to(device)
+    optimizer = build_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, t.warmup_iters, t.warmup_factor, t.milestones, t.gamma))
+    use_scaler = t.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    step, micro = 0, 0  # optimizer steps done; micro-batches consumed in total
+    ckpt_path = out_dir / "last.pt"
+    if resume:
+        ck = load_checkpoint(ckpt_path, map_location=device)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        step, micro = int(ck["step"]), int(ck["micro"])
+        set_rng_state(ck["rng"][rank] if isinstance(ck["rng"], list) else ck["rng"])
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "config.json", experiment_to_dict(cfg), indent=2)
+    net = DDP(model) if world > 1 else model
+    logger = _Logger(out_dir, main, append=resume)
+    amp_ctx = (torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda"
+                              else torch.bfloat16) if t.amp else nullcontext())
+    per_epoch = len(loader)
+    history: list[float] = []
+    bar = tqdm(total=t.max_iters, initial=step, disable=not (progress and main),
+               desc=f"train {cfg.method}", dynamic_ncols=True)
+    t0 = time.time()
+    images_seen = 0
+    net.train()
+    while step < t.max_iters:
+        epoch, skip = divmod(micro, per_epoch)
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        it = iter(loader) if skip == 0 else _skip(loader, skip)
+        for batch in it:
+            k = micro % t.accum_steps
+            sync = k == t.accum_steps - 1
+            ctx = net.no_sync() if (world > 1 and not sync) else nullcontext()
+            with ctx, amp_ctx:
+                losses = net(_to_device(batch, device))
+                loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"non-finite loss at step {step}: "
+                                   f"{ {k: float(v) for k, v in losses.items()} }")
+            scaler.scale(loss / t.accum_steps).backward()
+            micro += 1
+            images_seen += batch["images"].shape[0] * batch["images"].shape[1] * world
+            if k == 0:
+                acc = {n: 0.0 for n in losses}
+            for n, v in losses.items():
+                acc[n] = acc.get(n, 0.0) + float(v) / t.accum_steps
+            if not sync:
+                continue
+            if t.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            sched.step()
+            step += 1
+            total = sum(acc.values())
+            history.append(total)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.3f}")
+            if step % t.log_every == 0 or step == t.max_iters:
+                logger.log(step, {"lr": optimizer.param_groups[0]["lr"], "loss": total, **acc,
+                                  "images_per_s": images_seen / max(time.time() - t0, 1e-9)})
+            if t.eval_every and step % t.eval_every == 0 and cfg.data.val_json:
+                _evaluate(model, cfg, logger, step, main)
+                net.train()
+            if step % t.ckpt_every == 0 or step == t.max_iters:
+                _save(ckpt_path, model, optimizer, sched, scaler, step, micro, cfg, main)
+            if step >= t.max_iters:
+                break
+    bar.close()
+    summary = {"steps": step, "losses": history, "seconds": time.time() - t0,
+               "images_per_s": images_seen / max(time.time() - t0, 1e-9),
+               "checksums": dist.all_gather_object(checksum(model))}
+    if cfg.data.val_json and not t.eval_every:
+        summary["eval"] = _evaluate(model, cfg, logger, step, main)
+    if main:
+        write_json(out_dir / "summary.json", {k: v for k, v in summary.items()}, indent=1)
+    dist.barrier()
+    return summary
+
+
+def _skip(loader, n: int):
+    it = iter(loader)
+    for _ in range(n):  # re-draws the consumed batches; sampling is pure so this is exact
+        next(it)
+    return it
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    if device.type == "cpu":
+        return batch
+    out = dict(batch)
+    out["images"] = batch["images"].to(device, non_blocking=True)
+    out["targets"] = [[{k: v.to(device) for k, v in tg.items()} for tg in clip]
+                      for clip in batch["targets"]]
+    return out
+
+
+def _save(path, model, optimizer, sched, scaler, step, micro, cfg, main) -> None:
+    rngs = dist.all_gather_object(rng_state())
+    if main:
+        save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        scheduler=sched.state_dict(), scaler=scaler.state_dict(), step=step,
+                        micro=micro, rng=rngs, meta=_meta(model, cfg))
+    dist.barrier()
+
+
+def _meta(model, cfg) -> dict:
+    return {"method": cfg.method, "config": json.dumps(experiment_to_dict(cfg)),
+            "categories": [[c, n] for c, n in model.categories]}
+
+
+def _evaluate(model, cfg, logger, step, main) -> dict | None:
+    from tubelet.engine.predict import evaluate_dataset
+    metrics = evaluate_dataset(model, cfg.data.val_json, cfg.data.val_images,
+                               max_videos=cfg.data.val_max_videos, progress=False)
+    if main and metrics is not None:
+        logger.log(step, {f"val_{k}": v for k, v in metrics.items() if isinstance(v, float)})
+    return metrics

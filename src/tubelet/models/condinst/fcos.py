@@ -1,0 +1,104 @@
+"""FCOS head (Tian et al. 2019) with CondInst's controller (Tian et al. 2020).
+
+Shared over pyramid levels: a classification tower and a regression tower of ``num_convs``
+3x3 conv + GroupNorm + ReLU layers; on the classification tower the class logits, on the
+regression tower the ltrb distances, the centerness logit (the FCOS "centerness on the regression
+branch" improvement) and the CondInst controller (the dynamic mask head's parameters).
+
+Box regression (per level l with stride s_l and learnable scalar scale a_l):
+``ltrb = act(a_l * x) * s_l`` with act = ReLU (default) or exp. Multiplying by the stride is the
+FCOS "normalised regression targets" improvement; the FCOS paper's ``exp(a_l x)`` in pixels is
+``box_activation="exp"`` with the stride absorbed by a_l.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def group_norm(channels: int, max_groups: int = 32, min_group_size: int = 4) -> nn.GroupNorm:
+    """GroupNorm with the largest group count <= ``max_groups`` dividing ``channels`` and leaving
+    at least ``min_group_size`` channels per group: GN(32) at width 256 as in FCOS, while narrow
+    CPU configs keep enough values per group to normalise even on a 1x1 P7 map."""
+    groups = max(g for g in range(1, max_groups + 1)
+                 if channels % g == 0 and (channels // g >= min_group_size or g == 1))
+    return nn.GroupNorm(groups, channels)
+
+
+class Scale(nn.Module):
+    """A learnable scalar multiplier (one per FPN level)."""
+
+    def __init__(self, init: float = 1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+def _tower(channels: int, num_convs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(num_convs):
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), group_norm(channels), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class FCOSHead(nn.Module):
+    """Per-level dense predictions.
+
+    Args:
+        in_channels: FPN width.
+        num_classes: C (foreground classes; sigmoid per class, no background logit).
+        num_levels: number of pyramid levels fed to the head (5 for P3-P7).
+        strides: stride of each level, e.g. ``(8, 16, 32, 64, 128)``.
+        num_convs: conv layers per tower (4 in the papers).
+        num_controller_params: outputs of the controller conv (169 for CondInst's default
+            dynamic head); 0 = no controller.
+        prior_prob: initial foreground probability of the class logits (0.01, focal-loss init).
+        box_activation: ``"relu"`` or ``"exp"``.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, strides: tuple[int, ...],
+                 num_convs: int = 4, num_controller_params: int = 169, prior_prob: float = 0.01,
+                 box_activation: str = "relu"):
+        super().__init__()
+        if box_activation not in ("relu", "exp"):
+            raise ValueError(f"box_activation must be 'relu' or 'exp', got {box_activation!r}")
+        self.strides = tuple(strides)
+        self.box_activation = box_activation
+        self.cls_tower = _tower(in_channels, num_convs)
+        self.box_tower = _tower(in_channels, num_convs)
+        self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, padding=1)
+        self.box_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.ctr_logits = nn.Conv2d(in_channels, 1, 3, padding=1)
+        self.controller = (nn.Conv2d(in_channels, num_controller_params, 3, padding=1)
+                           if num_controller_params > 0 else None)
+        self.scales = nn.ModuleList([Scale(1.0) for _ in self.strides])
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
+        # focal-loss prior: every location starts as background with probability 1 - prior_prob
+        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    def forward(self, feats: list[Tensor]) -> dict[str, list[Tensor]]:
+        """feats: per level ``[B, F, H_l, W_l]`` -> per-level lists of
+        ``cls`` ``[B, C, H_l, W_l]`` logits, ``box`` ``[B, 4, H_l, W_l]`` ltrb pixels (>= 0),
+        ``ctr`` ``[B, 1, H_l, W_l]`` logits, ``controller`` ``[B, P, H_l, W_l]`` (if any) and
+        ``features`` ``[B, F, H_l, W_l]`` (classification tower output, for embeddings)."""
+        out: dict[str, list[Tensor]] = {"cls": [], "box": [], "ctr": [], "controller": [],
+                                        "features": []}
+        for level, x in enumerate(feats):
+            cls_feat = self.cls_tower(x)
+            box_feat = self.box_tower(x)
+            reg = self.scales[level](self.box_pred(box_feat))
+            reg = torch.relu(reg) if self.box_activation == "relu" else torch.exp(reg.clamp(max=20))
+            out["cls"].append(self.cls_logits(cls_feat))
+            out["box"].append(reg * self.strides[level])
+            out["ctr"].append(self.ctr_logits(box_feat))
+            out["features"].append(cls_feat)
+            if self.controller is not None:
+                out["controller"].append(self.controller(box_feat))
+        return out

@@ -1,0 +1,23 @@
+"""Online association with explicit state: ``reset() / update(frame) -> FrameResult /
+finalize() -> VideoInstances``.
+
+Registered trackers (``build_tracker(name, **cfg)``):
+
+- ``"greedy"``: YOLOv4+1seg gating + Best Friend + Lonely Best Friend (:mod:`.greedy`).
+- ``"memory"``: contrastive memory bank with bi-softmax (:mod:`.memory_bank`).
+- ``"iai"``: IAI Hungarian identity assignment over predicted ID probabilities (:mod:`.iai_assign`).
+- ``"naive"``: greedy mask-IoU argmax baseline (:mod:`.naive`).
+"""
+from tubelet.trackers.base import (FrameResult, Track, Tracker, build_tracker, list_trackers,
+                                   majority_label, register_tracker, tracker_config_class)
+from tubelet.trackers.greedy import GreedyConfig, GreedyTracker, greedy_associate
+from tubelet.trackers.memory_bank import (MemoryBankTracker, MemoryConfig, bi_softmax,
+                                          memory_embedding)
+from tubelet.trackers.iai_assign import IAIAssigner, IAIConfig, assign_ids
+from tubelet.trackers.naive import NaiveConfig, NaiveTracker
+
+__all__ = ["FrameResult", "Track", "Tracker", "build_tracker", "list_trackers", "majority_label",
+           "register_tracker", "tracker_config_class", "GreedyConfig", "GreedyTracker",
+           "greedy_associate", "MemoryBankTracker", "MemoryConfig", "bi_softmax",
+           "memory_embedding", "IAIAssigner", "IAIConfig", "assign_ids", "NaiveConfig",
+           "NaiveTracker"]

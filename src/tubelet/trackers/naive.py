@@ -1,0 +1,69 @@
+"""Naive baseline tracker: greedy mask-IoU argmax, no Best Friend / Lonely Best Friend tests.
+
+Per frame, detections in descending score order each take the still-free track whose last valid
+mask has the highest IoU with it, if that IoU is > ``iou_thr``; otherwise they start a new track.
+Tracks never expire. Output: every track, category = majority vote, score = mean confidence.
+It exists as the reference point the paper trackers are compared against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tubelet.ops.mask_iou import mask_iou_rle
+from tubelet.structures import rle as rle_ops
+from tubelet.structures.instances import FrameInstances, VideoInstances
+from tubelet.trackers.base import FrameResult, Track, Tracker, majority_label, register_tracker
+
+
+@dataclass
+class NaiveConfig:
+    score_thr: float = 0.0  # detections with confidence >= this enter the tracker
+    iou_thr: float = 0.5  # continue a track only when mask IoU > this
+    min_valid_frames: int = 0  # output keeps tracks with MORE than this many valid frames
+
+
+@register_tracker("naive", NaiveConfig)
+class NaiveTracker(Tracker):
+    """Greedy IoU-argmax association (the baseline)."""
+
+    def __init__(self, cfg: NaiveConfig | None = None, category_ids=None):
+        self.cfg = cfg or NaiveConfig()
+        super().__init__(category_ids)
+
+    def reset(self) -> None:
+        super().reset()
+        self.tracks: list[Track] = []
+
+    def update(self, frame: FrameInstances) -> FrameResult:
+        t = self._begin_frame(frame)
+        res = FrameResult.dropped(t, len(frame))
+        idx = np.nonzero(frame.scores >= self.cfg.score_thr)[0]
+        idx = idx[np.argsort(-frame.scores[idx], kind="stable")]  # descending score
+        rles = rle_ops.encode_many(frame.masks[idx])
+        iou = mask_iou_rle(rles, [tr.last_mask for tr in self.tracks])  # [n, M]
+        free = np.ones(len(self.tracks), dtype=bool)
+        for k, i in enumerate(idx):
+            cand = np.where(free, iou[k], -1.0)
+            j = int(np.argmax(cand)) if len(cand) else -1
+            if j < 0 or cand[j] <= self.cfg.iou_thr:
+                self.tracks.append(Track(len(self.tracks)))
+                j, res.new[i] = len(self.tracks) - 1, True
+            else:
+                free[j] = False
+            self.tracks[j].add(t, rles[k], frame.scores[i], frame.labels[i])
+            res.track_ids[i] = self.tracks[j].track_id
+        self._end_frame()
+        return res
+
+    def finalize(self) -> VideoInstances:
+        length = self.frame_index
+        keep = [tr for tr in self.tracks if tr.num_valid > self.cfg.min_valid_frames]
+        if not keep:
+            return self._empty_video()
+        return VideoInstances(self.height, self.width, length,
+                              [tr.mask_list(length) for tr in keep],
+                              [float(np.mean(tr.scores)) for tr in keep],
+                              [majority_label(tr.labels, tr.scores) for tr in keep],
+                              [tr.track_id for tr in keep])
