@@ -146,9 +146,19 @@ def _iou(a, b):
 
 def test_overfit_one_image():
     """~100 Adam steps on one image with two rectangles: the losses fall and predict() finds both
-    boxes and masks (IoU > 0.5). About 6 s on 2 cores."""
+    boxes and masks (IoU > 0.5). About 10 s on one thread."""
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    threads = torch.get_num_threads()
+    # one thread: on a shared, oversubscribed 2-core machine two OpenMP threads spin-wait on each
+    # other and this loop was measured 5-15x slower than single-threaded
+    torch.set_num_threads(1)
+    try:
+        _overfit_and_check()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _overfit_and_check():
     img, t = _scene()
     m = CondInst(2, **TINY).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)

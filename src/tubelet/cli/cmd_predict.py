@@ -1,0 +1,26 @@
+"""``tubelet predict``: run any method on a video, a frames folder or a dataset, streaming."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="predict a video, frames folder or dataset with any method",
+                       description="SOURCE is a video file, a folder of frames, or a dataset "
+                                   "folder holding instances.json and JPEGImages/ (then the "
+                                   "results are also scored). Runs sharded under torchrun.")
+    p.add_argument("--config", default=None,
+                   help="YAML path or preset (default: the config stored in the weights file)")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint or state dict (default: the bundled synthetic-benchmark model)")
+    p.add_argument("--source", required=True)
+    p.add_argument("--out", default="predict_out", help="output folder")
+    p.add_argument("--overlay", action="store_true", help="also write an overlay mp4 per video")
+    p.add_argument("--png", action="store_true", help="also write per-frame track-id PNGs")
+    p.add_argument("--max-videos", type=int, default=0, help="dataset: first N videos only")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. model.tracker=memory)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tubelet.engine.predict_cli import predict_main
+    return predict_main(args)
