@@ -98,7 +98,8 @@ def random_motion(rng: np.random.Generator, T: int, area: float) -> tuple[np.nda
     grow = rng.uniform(-0.01, 0.01)
     t = np.arange(T)
     scale = np.clip(1 + grow * t, 0.5, 1.5)
-    return cx0 + vx * t, cy0 + vy * t, np.maximum(rx0 * scale, 2.0), np.clip(ry0 * scale, 2.0, 0.39 * H)
+    rx, ry = np.maximum(rx0 * scale, 2.0), np.clip(ry0 * scale, 2.0, 0.39 * H)
+    return cx0 + vx * t, cy0 + vy * t, rx, ry
 
 
 def present_mask(rng: np.random.Generator, T: int, p_gap: float) -> np.ndarray:
@@ -138,20 +139,26 @@ def make_dataset(num_videos: int = 302, seed: int = 0, distinct_masks: bool = Fa
         for cat, (cx, cy, rx, ry), present in gts:
             for _ in range(int(rng.integers(1, 3))):
                 j = rng.normal(0, 0.08, 4)
-                motion = (cx + j[0] * rx, cy + j[1] * ry, rx * (1 + j[2]), np.minimum(ry * (1 + j[3]), 0.39 * H))
+                motion = (cx + j[0] * rx, cy + j[1] * ry, rx * (1 + j[2]),
+                          np.minimum(ry * (1 + j[3]), 0.39 * H))
                 pres = present & present_mask(rng, T, 0.2)
                 tracks.append((motion, pres, [cat]))
         while len(tracks) < 11:
             area = float(np.exp(rng.uniform(np.log(24 ** 2), np.log(420 ** 2))))
             tracks.append((random_motion(rng, T, area), present_mask(rng, T, 0.3), []))
         for motion, pres, cats in tracks:
-            k = int(rng.integers(1, 8))
+            true_track = bool(cats)
+            k = int(rng.integers(1, 8))  # categories this track is reported under
             extra = rng.choice(np.arange(1, NUM_CATEGORIES + 1), size=k, replace=False).tolist()
             cats = list(dict.fromkeys(cats + extra))[:k]
             shared = None if distinct_masks else ellipse_track_rles(*motion, pres)
-            base = rng.uniform(0.3, 1.0)
+            base = rng.uniform(0.4, 1.0) if true_track else rng.uniform(0.05, 0.7)
             for i, cat in enumerate(cats):
-                segs = shared if shared is not None else ellipse_track_rles(*motion, pres)
+                if shared is not None:
+                    segs = shared
+                else:  # a pixel or two of jitter: every record's masks differ
+                    d = rng.normal(0, 1.0, 2)
+                    segs = ellipse_track_rles(motion[0] + d[0], motion[1] + d[1], *motion[2:], pres)
                 score = float(base * rng.uniform(0.05, 1.0) if i else base)
                 results.append({"video_id": vid, "category_id": cat, "score": score,
                                 "segmentations": segs})
@@ -210,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     n_frames = sum(sum(s is not None for s in r["segmentations"]) for r in recs)
     print(json.dumps({
         "videos": len(gt.videos), "gt_tracks": len(gt.annotations), "result_records": len(recs),
-        "result_mask_frames": n_frames, "distinct_masks": args.distinct_masks,
+        "result_mask_frames": n_frames,
+        "distinct_masks": args.distinct_masks,
         "generate_s": round(t_gen, 3), "load_validate_s": round(t_load, 3),
         "load_validate_cpu_s": round(c_load, 3), "evaluate_s": round(t_eval, 3),
         "evaluate_cpu_s": round(c_eval, 3), "repeat": args.repeat,

@@ -36,7 +36,8 @@ def span(h: int, w: int, start: int, stop: int) -> np.ndarray:
     return m.reshape(h, w)
 
 
-def make_gt(videos: dict[int, tuple[int, int, int]], tracks: list[dict], categories=(1, 2, 3)) -> dict:
+def make_gt(videos: dict[int, tuple[int, int, int]], tracks: list[dict],
+            categories=(1, 2, 3)) -> dict:
     """GT JSON dict. ``videos``: {id: (T, H, W)}; ``tracks``: {video_id, category_id, masks
     ([T] dense or None), optional id, areas, iscrowd, occlusion}."""
     anns = []
@@ -91,7 +92,7 @@ def _occ_score(labels):
 
 
 def _eval_video_category(gts, dts, a_rng, o_rng, max_det):
-    """One (video, category): returns (scores [D], matched [T][D], ignored [T][D], gt_ignore [G])."""
+    """One (video, category) -> (scores [D], matched [T][D], ignored [T][D], gt_ignore [G])."""
     for g in gts:
         out = g["area"] < a_rng[0] or g["area"] > a_rng[1]
         if o_rng is not None:
@@ -153,7 +154,8 @@ def _precision_recall(per_video, ti):
     return q, (rc[-1] if rc else 0.0)
 
 
-def reference_evaluate(gt: dict, results: list[dict], video_ids=None, max_dets=(1, 10, 100)) -> dict:
+def reference_evaluate(gt: dict, results: list[dict], video_ids=None,
+                       max_dets=(1, 10, 100)) -> dict:
     """The official numbers of ``results`` on ``gt`` (JSON dicts), on ``video_ids`` if given."""
     vids = sorted(v["id"] for v in gt["videos"] if video_ids is None or v["id"] in video_ids)
     cats = sorted(c["id"] for c in gt["categories"])
@@ -161,7 +163,8 @@ def reference_evaluate(gt: dict, results: list[dict], video_ids=None, max_dets=(
     for a in gt["annotations"]:
         nz = [x for x in a["areas"] if x]
         gts.append({"video_id": a["video_id"], "category_id": a["category_id"],
-                    "iscrowd": a.get("iscrowd", 0), "masks": [_dense(s) for s in a["segmentations"]],
+                    "iscrowd": a.get("iscrowd", 0),
+                    "masks": [_dense(s) for s in a["segmentations"]],
                     "area": float(np.mean(nz)) if nz else 0.0,
                     "occ": _occ_score(a["occlusion"]) if "occlusion" in a else None})
     has_occ = any("occlusion" in a for a in gt["annotations"])
@@ -246,15 +249,17 @@ def hand_case():
         {"video_id": 2, "category_id": 1, "masks": [s(0, 30), s(0, 30), None, None]},
         {"video_id": 2, "category_id": 2, "masks": [s(40, 60), s(40, 60), s(40, 60), None]},
     ]
+    p = lambda v, c, score, masks: {"video_id": v, "category_id": c, "score": score,  # noqa: E731
+                                    "masks": masks}
     preds = [
-        {"video_id": 1, "category_id": 1, "score": 0.9, "masks": [None, s(5, 20), s(0, 35), None, s(0, 2)]},
-        {"video_id": 1, "category_id": 1, "score": 0.3, "masks": [None, None, s(60, 70), None, None]},
-        {"video_id": 1, "category_id": 2, "score": 0.2, "masks": [s(0, 5), None, None, None, None]},
-        {"video_id": 2, "category_id": 1, "score": 0.8, "masks": [s(10, 40), s(0, 30), s(0, 10), None]},
-        {"video_id": 2, "category_id": 2, "score": 0.7, "masks": [s(40, 60), s(40, 60), s(40, 60), None]},
-        {"video_id": 2, "category_id": 2, "score": 0.1, "masks": [s(70, 80), None, None, None]},
-        {"video_id": 2, "category_id": 3, "score": 0.6, "masks": [s(0, 9), None, None, None]},
-        {"video_id": 2, "category_id": 99, "score": 0.99, "masks": [s(0, 9), None, None, None]},
+        p(1, 1, 0.9, [None, s(5, 20), s(0, 35), None, s(0, 2)]),  # the 50/60 match
+        p(1, 1, 0.3, [None, None, s(60, 70), None, None]),        # FP
+        p(1, 2, 0.2, [s(0, 5), None, None, None, None]),          # FP, no cat-2 GT in video 1
+        p(2, 1, 0.8, [s(10, 40), s(0, 30), s(0, 10), None]),      # the 50/80 match
+        p(2, 2, 0.7, [s(40, 60), s(40, 60), s(40, 60), None]),    # perfect
+        p(2, 2, 0.1, [s(70, 80), None, None, None]),              # FP
+        p(2, 3, 0.6, [s(0, 9), None, None, None]),                # category without GT
+        p(2, 99, 0.99, [s(0, 9), None, None, None]),              # category not in the GT
     ]
     return make_gt({1: (5, H, W), 2: (4, H, W)}, gts, categories=(1, 2, 3, 99)), preds
 
@@ -356,7 +361,8 @@ def test_score_ties_keep_file_order_and_video_order():
     fp2 = dict(fp, video_id=2)
     assert run(gt, [fp2, tp])["AP"] == pytest.approx(1.0, abs=1e-12)
     gt = make_gt({1: (1, H, W), 2: (1, H, W)}, [dict(g[0], video_id=2)])
-    assert run(gt, [dict(tp, video_id=2), dict(fp, video_id=1)])["AP"] == pytest.approx(0.5, abs=1e-12)
+    out = run(gt, [dict(tp, video_id=2), dict(fp, video_id=1)])
+    assert out["AP"] == pytest.approx(0.5, abs=1e-12)
 
 
 @pytest.mark.parametrize("fp_area,ap_s,ap_m", [(128 ** 2, 0.5, 0.5), (128 ** 2 - 1, 0.5, 1.0),
@@ -369,7 +375,8 @@ def test_area_exactly_128_squared_is_small_and_medium(fp_area, ap_s, ap_m):
     # The FP's area is the mean over non-null, non-zero frames: the empty frame does not count.
     fp_masks = [span(H, W, 500, 500 + fp_area), span(H, W, 0, 0), None]
     preds = [{"video_id": 1, "category_id": 1, "score": 0.9, "masks": fp_masks},
-             {"video_id": 1, "category_id": 1, "score": 0.5, "masks": [span(H, W, 0, 100), None, None]}]
+             {"video_id": 1, "category_id": 1, "score": 0.5,
+              "masks": [span(H, W, 0, 100), None, None]}]
     out = run(make_gt({1: (3, H, W)}, gts), preds)
     assert out["AP"] == pytest.approx(0.5, abs=1e-12)  # FP ranked first: precision 0.5 everywhere
     assert out["AP_s"] == pytest.approx(ap_s, abs=1e-12)
@@ -382,9 +389,9 @@ def test_area_exactly_128_squared_is_small_and_medium(fp_area, ap_s, ap_m):
 def test_more_than_100_predictions_are_cut(tp_rank, ar10, ar100, ap):
     H, W = 4, 50
     gts = [{"video_id": 1, "category_id": 1, "masks": [span(H, W, 0, 2)]}]
+    fp = lambda i: span(H, W, 100 + i % 50, 101 + i % 50)  # noqa: E731
     preds = [{"video_id": 1, "category_id": 1, "score": 1.0 - 0.001 * i,
-              "masks": [span(H, W, 0, 2) if i == tp_rank else span(H, W, 100 + i % 50, 101 + i % 50)]}
-             for i in range(105)]
+              "masks": [span(H, W, 0, 2) if i == tp_rank else fp(i)]} for i in range(105)]
     out = run(make_gt({1: (1, H, W)}, gts), preds[::-1])  # file order does not matter
     assert out["AR1"] == 0.0 and out["AR10"] == ar10 and out["AR100"] == ar100
     assert out["AP"] == pytest.approx(ap, abs=1e-12)  # precision 1/(rank+1) at recall 1
@@ -404,9 +411,11 @@ def test_empty_results_and_categories_without_gt():
 
 def test_ovis_occlusion_split():
     H, W = 6, 10
-    occ = {"a": ["no_occlusion", "slight_occlusion", None, "no_occlusion"],  # top 2 of 0,.25,0 -> .125
-           "b": [2, 2, 1, 0],                                             # top 2 -> 0.75
-           "c": ["slight_occlusion", "slight_occlusion", "severe_occlusion", "no_occlusion"]}  # 0.5
+    # a: top 2 of (0, .25, 0) -> .125 (light); b: top 2 -> .75 (heavy); c: top 2 of (.25, .25, .75,
+    # 0) -> 0.5 (medium and heavy: both bounds are inclusive).
+    occ = {"a": ["no_occlusion", "slight_occlusion", None, "no_occlusion"],
+           "b": [2, 2, 1, 0],
+           "c": ["slight_occlusion", "slight_occlusion", "severe_occlusion", "no_occlusion"]}
     assert occlusion_score(occ["a"]) == 0.125 and occlusion_score(occ["b"]) == 0.75
     assert occlusion_score(occ["c"]) == 0.5 and occlusion_score([None]) is None
     masks = {"a": span(H, W, 0, 10), "b": span(H, W, 20, 30), "c": span(H, W, 40, 50)}
@@ -431,12 +440,13 @@ def test_ovis_occlusion_split():
         run(bad, [])
 
 
-# ------------------------------------------------------------------------------- random vs reference
+# ------------------------------------------------------------------------------- vs reference
 def random_case(seed: int, big: bool = False):
     """Random small videos: blob/rectangle masks, null frames, crowd, score ties, 3 categories."""
     rng = np.random.default_rng(seed)
     H, W = (130, 260) if big else (7, 9)
-    videos = {v: (int(rng.integers(1, 5)), H, W) for v in rng.permutation(np.arange(1, 6))[:4].tolist()}
+    ids = rng.permutation(np.arange(1, 6))[:4].tolist()
+    videos = {v: (int(rng.integers(1, 5)), H, W) for v in ids}
 
     def track(T):
         y, x = rng.integers(0, H, 2), rng.integers(0, W, 2)
@@ -460,14 +470,16 @@ def random_case(seed: int, big: bool = False):
             tr = {"video_id": v, "category_id": int(rng.integers(1, 4)), "masks": track(T),
                   "iscrowd": int(rng.random() < 0.15)}
             if rng.random() < 0.3:
-                tr["areas"] = [None if m is None else float(rng.choice([0, 16384, 40000, 65536, 70000]))
+                choices = [0, 16384, 40000, 65536, 70000]  # GT areas at the range boundaries
+                tr["areas"] = [None if m is None else float(rng.choice(choices))
                                for m in tr["masks"]]
             gts.append(tr)
             for _ in range(int(rng.integers(0, 3))):  # near-copies of the GT
                 ms = [None if m is None or rng.random() < 0.1 else m ^ (rng.random((H, W)) < 0.03)
                       for m in tr["masks"]]
-                preds.append({"video_id": v, "category_id": tr["category_id"] if rng.random() < 0.8
-                              else int(rng.integers(1, 4)), "score": round(rng.random(), 1), "masks": ms})
+                cat = tr["category_id"] if rng.random() < 0.8 else int(rng.integers(1, 4))
+                preds.append({"video_id": v, "category_id": cat, "score": round(rng.random(), 1),
+                              "masks": ms})
         for _ in range(int(rng.integers(0, 5))):
             preds.append({"video_id": v, "category_id": int(rng.integers(1, 4)),
                           "score": round(rng.random(), 1), "masks": track(T)})
@@ -499,15 +511,17 @@ def test_random_case_with_occlusion_and_split_matches_reference():
     vids = sorted(v["id"] for v in gt["videos"])
     out = run(gt, preds, long_video_ids=vids[:2])
     assert_close(out, reference_evaluate(gt, res))
-    assert_close(out["long"], reference_evaluate(gt, res, video_ids=set(vids[:2])), keys=SUMMARY_KEYS)
-    assert_close(out["short"], reference_evaluate(gt, res, video_ids=set(vids[2:])), keys=SUMMARY_KEYS)
+    for part, ids in (("long", vids[:2]), ("short", vids[2:])):
+        assert_close(out[part], reference_evaluate(gt, res, video_ids=set(ids)), keys=SUMMARY_KEYS)
 
 
 # ------------------------------------------------------------------------------- building blocks
 def test_pair_ious_exact_against_dense_and_pruning_is_safe():
     rng = np.random.default_rng(0)
     H, W, T = 5, 6, 4
-    dense = lambda: [None if rng.random() < 0.25 else rng.random((H, W)) < 0.5 for _ in range(T)]  # noqa
+    def dense():
+        return [None if rng.random() < 0.25 else rng.random((H, W)) < 0.5 for _ in range(T)]
+
     d_dense, g_dense = [dense() for _ in range(6)], [dense() for _ in range(3)]
     enc = lambda tr: [None if m is None else encode(m) for m in tr]  # noqa: E731
     d, g = [enc(x) for x in d_dense], [enc(x) for x in g_dense]
@@ -527,6 +541,19 @@ def test_greedy_match_crowd_and_ignore_order():
     # d0: the regular GT 1 (IoU 0.6) beats the crowd at t=0.5; at 0.9 only the crowd qualifies.
     assert m.tolist() == [[True, True], [True, True]]
     assert ig.tolist() == [[False, True], [True, True]]
+
+
+@pytest.mark.parametrize("ignore,crowd", [(False, False), (True, False), (True, True)])
+def test_greedy_match_single_gt_fast_path_agrees_with_loops(ignore, crowd):
+    rng = np.random.default_rng(int(ignore) + 2 * int(crowd))
+    ious = np.round(rng.random((12, 1)), 2)  # ties and values on the thresholds
+    thr = np.linspace(0.5, 0.95, 10)
+    fast = greedy_match(ious, [ignore], [crowd], thr)
+    # A second GT that no detection reaches sends the same case through the general loops.
+    loops = greedy_match(np.hstack([ious, np.zeros_like(ious)]), [ignore, False], [crowd, False],
+                         thr)
+    assert np.array_equal(fast[0], loops[0]) and np.array_equal(fast[1], loops[1])
+    assert fast[0].any()
 
 
 def test_evaluator_protocol_matches_evaluate():

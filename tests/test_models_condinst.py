@@ -9,6 +9,16 @@ import torch
 
 from tubelet.models.condinst import CondInst, CondInstConfig, Detections
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread for this module: on the shared, oversubscribed 2-core machine two OpenMP
+    threads spin-wait on each other, and the overfit loop was measured 5-15x slower with 2."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TINY = dict(fpn_channels=32, num_convs=1, mask_branch_channels=16, mask_branch_convs=1)
 
 
@@ -146,19 +156,8 @@ def _iou(a, b):
 
 def test_overfit_one_image():
     """~100 Adam steps on one image with two rectangles: the losses fall and predict() finds both
-    boxes and masks (IoU > 0.5). About 10 s on one thread."""
+    boxes and masks (IoU > 0.5). About 7 s on one thread."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    # one thread: on a shared, oversubscribed 2-core machine two OpenMP threads spin-wait on each
-    # other and this loop was measured 5-15x slower than single-threaded
-    torch.set_num_threads(1)
-    try:
-        _overfit_and_check()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _overfit_and_check():
     img, t = _scene()
     m = CondInst(2, **TINY).train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)

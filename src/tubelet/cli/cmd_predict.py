@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. model.tracker=memory)")
     p.set_defaults(func=run)
+    from tubelet.cli.main import allow_intermixed
+    allow_intermixed(p)
 
 
 def run(args) -> int:

@@ -23,8 +23,10 @@ from tubelet.errors import InputError
 from tubelet.structures.instances import VideoInstances
 from tubelet.structures.rle import to_rle
 from tubelet.utils.fileio import read_json
-from tubelet.video.reader import VideoSource, open_video
-from tubelet.video.render import render_video
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the video stack (PyAV, scipy) is imported only when the command runs
+    from tubelet.video.reader import VideoSource
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -106,6 +108,8 @@ def _frame_count(source: VideoSource) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tubelet.video.reader import open_video
+    from tubelet.video.render import render_video
     if args.out is None and args.png_dir is None:
         raise InputError("nothing to write: give --out and/or --png-dir")
     if not 0.0 <= args.alpha <= 1.0:

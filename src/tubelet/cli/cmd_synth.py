@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from tubelet.cli.main import allow_intermixed
 from tubelet.errors import InputError
 
 _LAYOUT = """\
@@ -34,26 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="SynthConfig overrides")
     p.set_defaults(func=run)
-    _allow_intermixed(p)
-
-
-def _allow_intermixed(p: argparse.ArgumentParser) -> None:
-    """Let ``key=value`` overrides follow options (``OUT_DIR --seed 1 max_frames=5``).
-
-    Plain argparse binds every positional in the first run of positionals (OUT_DIR), so later
-    overrides are "unrecognized". The sub-parser therefore parses intermixed; the dispatcher's
-    call to ``parse_known_args`` is redirected, and the intermixed parser's own inner calls go
-    to the plain method.
-    """
-    plain = p.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        p.parse_known_args = plain
-        try:
-            return p.parse_known_intermixed_args(args, namespace)
-        finally:
-            p.parse_known_args = parse_known_args
-    p.parse_known_args = parse_known_args
+    allow_intermixed(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,6 +42,8 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="more tracker config overrides, e.g. gate=0.95 class_weight=0")
     p.set_defaults(func=run)
+    from tubelet.cli.main import allow_intermixed
+    allow_intermixed(p)
 
 
 class _Where:

@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-3")
     p.set_defaults(func=run)
+    from tubelet.cli.main import allow_intermixed
+    allow_intermixed(p)
 
 
 def run(args) -> int:

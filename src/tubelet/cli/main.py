@@ -14,6 +14,25 @@ import sys
 from tubelet.errors import InputError
 
 
+def allow_intermixed(p: argparse.ArgumentParser) -> None:
+    """Let ``key=value`` overrides follow options (``OUT_DIR --seed 1 max_frames=5``).
+
+    Plain argparse binds every positional in the first run of positionals (OUT_DIR), so later
+    overrides are "unrecognized". The sub-parser therefore parses intermixed; the dispatcher's
+    call to ``parse_known_args`` is redirected, and the intermixed parser's own inner calls go
+    to the plain method.
+    """
+    plain = p.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        p.parse_known_args = plain
+        try:
+            return p.parse_known_intermixed_args(args, namespace)
+        finally:
+            p.parse_known_args = parse_known_args
+    p.parse_known_args = parse_known_args
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tubelet", description="Video instance segmentation toolkit.")
     from tubelet import __version__

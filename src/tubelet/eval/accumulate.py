@@ -82,7 +82,8 @@ def accumulate(table: MatchTable, params: EvalParams,
             fp = np.cumsum(~matched & counted, axis=2).astype(np.float64)
             rc_last = tp[:, :, -1] / n_pos[:, None]           # [C', T]
             pr = tp / (fp + tp + eps)
-            pr = np.maximum.accumulate(pr[:, :, ::-1], axis=2)[:, :, ::-1]  # monotone from the right
+            # Precision made monotone from the right (a running max from the end).
+            pr = np.maximum.accumulate(pr[:, :, ::-1], axis=2)[:, :, ::-1]
             # Rows are sorted integer sequences in [0, npig]; shift row (c, t) by (c*T + t)*stride
             # so the flattened array stays sorted and one searchsorted serves every row.
             stride = int(n_pos.max()) + 1

@@ -38,7 +38,8 @@ class MatchTable:
     dt_rank: np.ndarray        # [N] int, rank by score within its (video, category), 0 = best
     dt_score: np.ndarray       # [N] float64
     dt_matched: np.ndarray     # [C, T, N] bool, matched to a GT at IoU threshold t
-    dt_ignored: np.ndarray     # [C, T, N] bool, matched to an ignored GT, or unmatched & out of range
+    dt_ignored: np.ndarray     # [C, T, N] bool, matched to an ignored GT, or unmatched and
+    #                            outside the setting's area range
     gt_category: np.ndarray    # [G] int, index into category_ids
     gt_video: np.ndarray       # [G] int, index into video_ids
     gt_ignored: np.ndarray     # [C, G] bool, crowd or out of the setting's range
@@ -53,7 +54,7 @@ def eval_settings(has_occlusion: bool) -> list[Setting]:
 
 
 def gt_track_area(areas: list[float | None]) -> float:
-    """Official GT track area: numpy mean of the non-null, non-zero ``areas`` entries (0 if none)."""
+    """Official GT track area: numpy mean of the non-null, non-zero ``areas`` entries, else 0."""
     nz = [a for a in areas if a]
     return float(np.array(nz, dtype=np.float64).mean()) if nz else 0.0
 
@@ -92,37 +93,40 @@ def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.nda
     return pos, found
 
 
-def match_all(gt: YTVISDataset, results: list[dict], params: EvalParams) -> MatchTable:
-    """Video IoUs and greedy matches of every (video, category) and setting.
+@dataclass
+class _GroundTruth:
+    """GT tracks sorted by video (file order within a video). G tracks."""
+    tracks: list            # [G] Annotation
+    video: np.ndarray       # [G] int, index into the sorted video ids
+    category: np.ndarray    # [G] int, index into the sorted category ids
+    crowd: np.ndarray       # [G] bool
+    ignored: np.ndarray     # [C, G] bool, crowd or outside the setting's area / occlusion range
 
-    Raises:
-        InputError: a record of an unknown video, or a non-finite score.
-    """
-    settings = eval_settings(any(a.occlusion is not None for a in gt.annotations))
-    C, T = len(settings), len(params.iou_thresholds)
-    video_ids = np.array(sorted(gt.videos), dtype=np.int64)
-    category_ids = np.array(sorted(gt.categories), dtype=np.int64)
-    K = len(category_ids)
-    min_thr = float(params.iou_thresholds.min())
 
-    # ---- ground truth, grouped by video (stable: file order within a video)
-    g_vpos = _lookup(video_ids, np.array([a.video_id for a in gt.annotations], dtype=np.int64))[0]
-    g_order = np.argsort(g_vpos, kind="stable")
-    gts = [gt.annotations[i] for i in g_order]
-    gt_video = g_vpos[g_order]
-    gt_category = _lookup(category_ids, np.array([a.category_id for a in gts], dtype=np.int64))[0]
-    g_area = np.array([gt_track_area(a.areas) for a in gts], dtype=np.float64)
-    g_occ = [occlusion_score(a.occlusion, gt.path, f"annotation id {a.id}") for a in gts]
-    g_crowd = np.array([bool(a.iscrowd) for a in gts], dtype=bool)
-    gt_ignored = np.zeros((C, len(gts)), dtype=bool)
-    for c, (_, (lo, hi), occ) in enumerate(settings):
-        out = (g_area < lo) | (g_area > hi)
-        if occ is not None:
-            out |= np.array([s is None or s < occ[0] or s > occ[1] for s in g_occ], dtype=bool)
-        gt_ignored[c] = g_crowd | out
-    g_bounds = np.searchsorted(gt_video, np.arange(len(video_ids) + 1))
+def _ground_truth(gt: YTVISDataset, settings: list[Setting], video_ids: np.ndarray,
+                  category_ids: np.ndarray) -> _GroundTruth:
+    vpos = _lookup(video_ids, np.array([a.video_id for a in gt.annotations], dtype=np.int64))[0]
+    order = np.argsort(vpos, kind="stable")
+    tracks = [gt.annotations[i] for i in order]
+    category = _lookup(category_ids, np.array([a.category_id for a in tracks], dtype=np.int64))[0]
+    area = np.array([gt_track_area(a.areas) for a in tracks], dtype=np.float64)
+    occ = [occlusion_score(a.occlusion, gt.path, f"annotation id {a.id}") for a in tracks]
+    crowd = np.array([bool(a.iscrowd) for a in tracks], dtype=bool)
+    ignored = np.zeros((len(settings), len(tracks)), dtype=bool)
+    for c, (_, (lo, hi), occ_rng) in enumerate(settings):
+        out = (area < lo) | (area > hi)
+        if occ_rng is not None:
+            lo_o, hi_o = occ_rng
+            out |= np.array([s is None or s < lo_o or s > hi_o for s in occ], dtype=bool)
+        ignored[c] = crowd | out
+    return _GroundTruth(tracks, vpos[order], category, crowd, ignored)
 
-    # ---- results: drop unknown categories, sort by (video, category, -score, file order), cut
+
+def _rank_results(results: list[dict], video_ids: np.ndarray, category_ids: np.ndarray,
+                  max_det: int) -> tuple[np.ndarray, ...]:
+    """Kept detections: drop categories absent from the GT, stably sort each (video, category) by
+    score, cut to ``max_det``. Returns ``[N]`` arrays: record index, rank, video index, category
+    index, score -- ordered by (video, category, rank)."""
     r_vid = np.array([r["video_id"] for r in results], dtype=np.int64)
     r_cat = np.array([r["category_id"] for r in results], dtype=np.int64)
     r_score = np.array([r["score"] for r in results], dtype=np.float64)
@@ -135,13 +139,30 @@ def match_all(gt: YTVISDataset, results: list[dict], params: EvalParams) -> Matc
         raise InputError(f"not a finite number ({r_score[i]})", None, f"results[{i}]", "score")
     kp, known_cat = _lookup(category_ids, r_cat)
     idx = np.flatnonzero(known_cat)
-    order = idx[np.lexsort((idx, -r_score[idx], kp[idx], vp[idx]))]
-    group = vp[order] * K + kp[order]
+    order = idx[np.lexsort((idx, -r_score[idx], kp[idx], vp[idx]))]  # file order breaks ties
+    group = vp[order] * len(category_ids) + kp[order]
     first = np.r_[0, np.flatnonzero(np.diff(group)) + 1] if len(order) else np.zeros(0, np.int64)
     rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
-    keep = rank < params.max_dets[-1]
+    keep = rank < max_det
     order, rank = order[keep], rank[keep]
-    dt_video, dt_category, dt_score = vp[order], kp[order], r_score[order]
+    return order, rank, vp[order], kp[order], r_score[order]
+
+
+def match_all(gt: YTVISDataset, results: list[dict], params: EvalParams) -> MatchTable:
+    """Video IoUs and greedy matches of every (video, category) and setting.
+
+    Raises:
+        InputError: a record of an unknown video, or a non-finite score.
+    """
+    settings = eval_settings(any(a.occlusion is not None for a in gt.annotations))
+    C, T = len(settings), len(params.iou_thresholds)
+    video_ids = np.array(sorted(gt.videos), dtype=np.int64)
+    category_ids = np.array(sorted(gt.categories), dtype=np.int64)
+    min_thr = float(params.iou_thresholds.min())
+    g = _ground_truth(gt, settings, video_ids, category_ids)
+    g_bounds = np.searchsorted(g.video, np.arange(len(video_ids) + 1))
+    order, rank, dt_video, dt_category, dt_score = _rank_results(
+        results, video_ids, category_ids, params.max_dets[-1])
     N = len(order)
 
     dt_area = np.zeros(N)
@@ -151,14 +172,14 @@ def match_all(gt: YTVISDataset, results: list[dict], params: EvalParams) -> Matc
     for v in np.flatnonzero(np.diff(d_bounds)):  # videos with detections
         s, e = int(d_bounds[v]), int(d_bounds[v + 1])
         length = gt.videos[int(video_ids[v])].length
-        tracks, track_of = shared_tracks([results[i]["segmentations"] for i in order[s:e].tolist()])
+        tracks, track_of = shared_tracks([results[i]["segmentations"] for i in order[s:e]])
         t_areas = frame_areas(tracks, length)  # [U, T_v]
         dt_area[s:e] = mean_track_area(t_areas)[track_of]
         gs, ge = int(g_bounds[v]), int(g_bounds[v + 1])
         if gs == ge:
             continue
-        g_segs = [a.segmentations for a in gts[gs:ge]]
-        g_cat, d_cat = gt_category[gs:ge], dt_category[s:e]
+        g_segs = [a.segmentations for a in g.tracks[gs:ge]]
+        g_cat, d_cat = g.category[gs:ge], dt_category[s:e]
         # IoUs of the same-category (track, GT) pairs: [U, G_v], 0 below the lowest threshold.
         pu = [np.unique(track_of[d_cat == g_cat[j]]) for j in range(ge - gs)]
         pg = np.repeat(np.arange(ge - gs), [len(x) for x in pu])
@@ -172,12 +193,12 @@ def match_all(gt: YTVISDataset, results: list[dict], params: EvalParams) -> Matc
             ious = ious_tg[track_of[cs - s:ce - s]][:, js]  # [D, G_c], detections by rank
             if ce == cs or ious.max() < min_thr:
                 continue
-            crowd = g_crowd[gs + js]
             done: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
             for c in range(C):  # settings differ only through the GT-ignore pattern
-                pattern = tuple(gt_ignored[c, gs + js].tolist())
+                pattern = tuple(g.ignored[c, gs + js].tolist())
                 if pattern not in done:
-                    done[pattern] = greedy_match(ious, pattern, crowd, params.iou_thresholds)
+                    done[pattern] = greedy_match(ious, pattern, g.crowd[gs + js],
+                                                 params.iou_thresholds)
                 dt_matched[c, :, cs:ce], to_ignored[c, :, cs:ce] = done[pattern]
 
     # Unmatched detections outside the setting's area range are ignored.
@@ -187,4 +208,4 @@ def match_all(gt: YTVISDataset, results: list[dict], params: EvalParams) -> Matc
         settings=[s[0] for s in settings], category_ids=category_ids.tolist(),
         video_ids=video_ids.tolist(), dt_category=dt_category, dt_video=dt_video,
         dt_rank=rank, dt_score=dt_score, dt_matched=dt_matched, dt_ignored=dt_ignored,
-        gt_category=gt_category, gt_video=gt_video, gt_ignored=gt_ignored)
+        gt_category=g.category, gt_video=g.video, gt_ignored=g.ignored)

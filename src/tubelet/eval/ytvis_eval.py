@@ -7,8 +7,8 @@
     print(stats["AP"], stats["per_category"])
 
 Matches the official ``ytvoseval`` / ``oviseval`` number for number (see ``shared/EVAL_NOTES.md``
-and the modules :mod:`.match_table`, :mod:`.video_iou`, :mod:`.matching`, :mod:`.accumulate`). Deliberate differences,
-all on inputs where the official code crashes or is silently wrong:
+and the modules :mod:`.match_table`, :mod:`.video_iou`, :mod:`.matching`, :mod:`.accumulate`).
+Deliberate differences, all on inputs where the official code crashes or is silently wrong:
 
 - a mask whose size differs from its video: ``load_results`` raises (official: 0 intersection);
 - a GT annotation with id 0: a match to it counts as a match (official: as a false positive);
@@ -25,7 +25,7 @@ from tubelet.data.ytvis import YTVISDataset, load_ytvis, validate_results
 from tubelet.errors import InputError
 from tubelet.eval.accumulate import accumulate, per_category_ap, pr_curves, summarize
 from tubelet.eval.match_table import MatchTable, match_all
-from tubelet.eval.params import EvalParams, occlusion_score
+from tubelet.eval.params import EvalParams
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "AP_s", "AP_m", "AP_l",
                 "AR1", "AR10", "AR100", "AR_s", "AR_m", "AR_l")
@@ -64,7 +64,8 @@ def evaluate_detailed(gt: YTVISDataset, results: list[dict],
     if long_video_ids is not None:
         long_ids = set()
         for v in long_video_ids:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) not in gt.videos:
+            is_int = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            if not is_int or int(v) not in gt.videos:
                 raise InputError(f"long video id {v!r} is not a video of the ground truth",
                                  gt.path or None, None, "long_video_ids")
             long_ids.add(int(v))
@@ -154,13 +155,3 @@ def _subset(gt: YTVISDataset, video_ids: set[int]) -> YTVISDataset:
     """The ground truth restricted to ``video_ids`` (all categories kept)."""
     return YTVISDataset({v: gt.videos[v] for v in sorted(video_ids)}, dict(gt.categories),
                         [a for a in gt.annotations if a.video_id in video_ids], gt.path, gt.info)
-
-
-def occlusion_scores(gt: YTVISDataset) -> dict[int, float | None]:
-    """OVIS occlusion score of each GT annotation id (None without labels)."""
-    return {a.id: occlusion_score(a.occlusion, gt.path, f"annotation id {a.id}")
-            for a in gt.annotations}
-
-
-__all__ = ["evaluate", "evaluate_detailed", "EvalResult", "YTVISEvaluator", "SUMMARY_KEYS",
-           "occlusion_scores"]

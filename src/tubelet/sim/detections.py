@@ -116,7 +116,7 @@ def simulate_detections(gt_masks: np.ndarray, gt_labels: Sequence[int],
     partner = {a: b for a, b in partner_map(pairs).items() if a in col and b in col}
     identities = np.stack([embedder.identity(lab, rng) for lab in labels]) if n_gt else \
         np.zeros((0, cfg.embedding.dim))
-    areas = gt_masks.reshape(n_gt, length, -1).sum(-1)  # [N, T]
+    areas = gt_masks.reshape(n_gt, length, h * w).sum(-1)  # [N, T]
     frames = []
     for t in range(length):
         masks, scores, labs, src, dup, ids = [], [], [], [], [], []

@@ -9,7 +9,10 @@ track id (one record per (track, class)) are one track. GT frames without a matc
 covered by a mask of IoU < ``iou_thr``) are skipped, so a track that is lost and later resumed
 under the *same* id is not a switch, one resumed under a new id is. ``id_changes`` also counts
 every change of matched id between consecutive matched frames (a GT that goes A, B, A has 1
-switch-instance and 2 id changes).
+switch-instance and 2 id changes). Each id change is further classed as a **swap** when the
+new track had been matched to a *different* GT instance in an earlier frame (the identity was
+taken from another object), else as a **fragment** (a new or spare track continues the object);
+``swap_instances`` counts GT instances with at least one swap.
 
 **Encounters**: two GT instances of the same category (or of a confusable pair) whose tight
 boxes overlap with box IoU ``>= box_iou`` in some frame where both are visible: the situations
@@ -34,6 +37,8 @@ class SwitchStats:
     gt_matched: int = 0  # ... with at least one matched frame
     switches: int = 0  # switch-instances: matched frames involve > 1 track id
     id_changes: int = 0  # matched-id changes between consecutive matched frames
+    swaps: int = 0  # ... to a track matched to another GT instance in an earlier frame
+    swap_instances: int = 0  # GT instances with at least one swap
     gt_frames: int = 0  # non-empty GT frames
     matched_frames: int = 0  # ... matched to a record with IoU >= iou_thr
     matched_ids: list[list[int]] = field(default_factory=list)  # per GT: [T] id or -1
@@ -41,14 +46,17 @@ class SwitchStats:
     def __add__(self, other: "SwitchStats") -> "SwitchStats":
         return SwitchStats(self.gt_instances + other.gt_instances,
                            self.gt_matched + other.gt_matched, self.switches + other.switches,
-                           self.id_changes + other.id_changes, self.gt_frames + other.gt_frames,
+                           self.id_changes + other.id_changes, self.swaps + other.swaps,
+                           self.swap_instances + other.swap_instances,
+                           self.gt_frames + other.gt_frames,
                            self.matched_frames + other.matched_frames,
                            self.matched_ids + other.matched_ids)
 
     def summary(self) -> dict:
         """JSON-ready counts (no per-frame ids) and the rate switches / matched GT."""
         return {"gt_instances": self.gt_instances, "gt_matched": self.gt_matched,
-                "switches": self.switches, "id_changes": self.id_changes,
+                "switches": self.switches, "id_changes": self.id_changes, "swaps": self.swaps,
+                "swap_instances": self.swap_instances,
                 "switch_rate": self.switches / self.gt_matched if self.gt_matched else 0.0,
                 "gt_frames": self.gt_frames, "matched_frames": self.matched_frames}
 
@@ -77,9 +85,18 @@ def identity_switches(gt_tracks: Sequence[Sequence[dict | None]], pred: VideoIns
         best = iou.argmax(1)  # first maximum: lower record index on ties
         ok = (iou[np.arange(n), best] >= iou_thr) & present[:, t]
         ids[ok, t] = pred.track_ids[best[ok]]
+    first: dict[tuple[int, int], int] = {}  # (track id, GT index) -> first matched frame
+    for g, t in zip(*np.nonzero(ids >= 0)):
+        key = (int(ids[g, t]), int(g))
+        first[key] = min(first.get(key, length), int(t))
     out = SwitchStats()
     for g in range(n):
-        seq = ids[g][ids[g] >= 0]
+        frames = np.nonzero(ids[g] >= 0)[0]
+        seq = ids[g, frames]
+        n_swaps = sum(any(h != g and first.get((int(b), h), length) < t for h in range(n))
+                      for a, b, t in zip(seq[:-1], seq[1:], frames[1:]) if a != b)
+        out.swaps += n_swaps
+        out.swap_instances += int(n_swaps > 0)
         if present[g].any():
             out.gt_instances += 1
         out.gt_frames += int(present[g].sum())

@@ -137,7 +137,7 @@ def simulate_proposals(gt_masks: np.ndarray, gt_labels: Sequence[int],
     labels = [int(x) for x in gt_labels]
     lookalike = np.array([[labels[j] == labels[i] or partner.get(labels[i]) == labels[j]
                            for j in range(n_gt)] for i in range(n_gt)], dtype=bool)
-    areas = gt_masks.reshape(n_gt, length, -1).sum(-1)  # [N, T]
+    areas = gt_masks.reshape(n_gt, length, h * w).sum(-1)  # [N, T]
     touch = [touching(gt_masks[:, t], cfg.drift_touch_px) for t in range(length)]  # T x [N, N]
     seqs, probs, nonempty, keys, sources = [], [], [], [], []
     for tk in key_frames(length, cfg.num_key_frames):

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from tubelet.structures.instances import FrameInstances
+
 
 @dataclass
 class Detections:
@@ -56,7 +58,6 @@ class Detections:
                            embeddings: Tensor | None = None):
         """A :class:`tubelet.structures.FrameInstances` (numpy); labels mapped through
         ``category_ids`` (column c -> dataset id) when given; ``embeddings`` ``[N, D]`` optional."""
-        from tubelet.structures.instances import FrameInstances
         labels = self.labels.cpu().numpy()
         if category_ids is not None:
             labels = np.asarray(category_ids, dtype=np.int64)[labels]
