@@ -11,11 +11,12 @@ total areas and ``I`` the summed intersections; both are exact integers, so ``I 
 same float the official per-frame loop produces.
 
 Speed (measured on a YouTube-VIS-2019-val-sized set, see ``bench/eval_speed.py``): a pycocotools
-call costs ~2-6 us of Python overhead, more than parsing one RLE, so per-frame areas are computed
-with one ``area`` call per video, and intersections only for the few (track, GT) pairs that can
-reach the lowest IoU threshold: ``I <= sum_t min(|d_t|, |g_t|)`` bounds the IoU from above by
-``sum_t min / sum_t max``, which rejects most pairs from areas alone. ``mask.iou`` is avoided: it
-computes bounding boxes of every mask first (~9 us per 350-character RLE).
+call costs a few microseconds of Python overhead, more than parsing one RLE, so per-frame areas
+come from one ``area`` call per 255 masks, and intersections only for the (track, GT) pairs that
+can reach the lowest IoU threshold: ``I <= sum_t min(|d_t|, |g_t|)`` bounds the IoU from above by
+``sum_t min / sum_t max``, which rejects most pairs from areas alone (on the benchmark, 971 of
+1460 same-category pairs survive and 881 of those reach 0.5). ``mask.iou`` is avoided: it first
+computes the bounding box of every mask, which costs several times the parse itself.
 """
 from __future__ import annotations
 
