@@ -19,7 +19,7 @@ from tubelet.sim import (DetectionNoise, Embedder, EmbeddingNoise, IdHeadNoise, 
                          simulate_detections, simulate_proposals, touching)
 from tubelet.ops import sequence_scores
 from tubelet.structures import rle as rle_ops
-from tubelet.structures.instances import FrameInstances, VideoInstances
+from tubelet.structures.instances import VideoInstances
 from tubelet.trackers.base import FrameResult
 
 H, W, T = 32, 48, 4

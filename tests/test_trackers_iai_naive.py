@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tubelet.structures import FrameInstances
-from tubelet.trackers import (GreedyConfig, GreedyTracker, IAIAssigner, IAIConfig, NaiveTracker,
+from tubelet.trackers import (GreedyConfig, GreedyTracker, IAIAssigner, IAIConfig, NaiveConfig, NaiveTracker,
                               assign_ids, build_tracker, list_trackers, register_tracker)
 
 W = 30
@@ -101,8 +101,19 @@ def test_iai_top_10_pairs():
 
 
 # ------------------------------------------------------------------ naive baseline
+def _naive_loose():
+    # the original argmax rule with a 0.5 threshold and no filters (tests below derive by hand)
+    return NaiveTracker(NaiveConfig(score_thr=0.0, iou_thr=0.5, min_valid_frames=0))
+
+
+def test_naive_defaults_match_greedy_gates():
+    g, n = GreedyConfig(), NaiveConfig()
+    assert n.score_thr == g.score_thr and n.min_valid_frames == g.min_valid_frames
+    assert n.iou_thr == pytest.approx(1 - g.gate)
+
+
 def test_naive_takes_best_free_track_in_score_order():
-    tr = NaiveTracker()
+    tr = _naive_loose()
     m0 = np.zeros((1, 1, 10), bool)
     m0[0, 0, :6] = True
     tr.update(FrameInstances(m0, [0.9], [1]))
@@ -120,7 +131,7 @@ def test_naive_takes_best_free_track_in_score_order():
 
 
 def test_naive_threshold_is_strict():
-    tr = NaiveTracker()
+    tr = _naive_loose()
     m = np.zeros((1, 1, 4), bool)
     m[0, 0, :2] = True
     tr.update(FrameInstances(m, [0.9], [1]))

@@ -3,7 +3,9 @@
 Per frame, detections in descending score order each take the still-free track whose last valid
 mask has the highest IoU with it, if that IoU is > ``iou_thr``; otherwise they start a new track.
 Tracks never expire. Output: every track, category = majority vote, score = mean confidence.
-It exists as the reference point the paper trackers are compared against.
+It exists as the reference point the paper trackers are compared against: its defaults equal
+the greedy tracker's (confidence 0.6, gate IoU > 0.01 i.e. tau = 0.99, more than 3 valid frames),
+so the comparison isolates Best Friend / Lonely Best Friend rather than a threshold.
 """
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ from tubelet.trackers.base import FrameResult, Track, Tracker, majority_label, r
 
 @dataclass
 class NaiveConfig:
-    score_thr: float = 0.0  # detections with confidence >= this enter the tracker
-    iou_thr: float = 0.5  # continue a track only when mask IoU > this
-    min_valid_frames: int = 0  # output keeps tracks with MORE than this many valid frames
+    score_thr: float = 0.6  # detections with confidence >= this enter the tracker (as greedy)
+    iou_thr: float = 0.01  # continue a track only when mask IoU > this (greedy's gate 1 - tau)
+    min_valid_frames: int = 3  # output keeps tracks with MORE than this many valid frames (as greedy)
 
 
 @register_tracker("naive", NaiveConfig)
