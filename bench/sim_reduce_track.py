@@ -70,13 +70,13 @@ REDUCTIONS: dict[str, ReduceConfig] = {  # Table 1c rows (agnostic θ, aware) an
     "aware only": ReduceConfig(aware=True, agnostic_iou=NO_NMS, agnostic_score_stop=None),
 }
 TRACKERS: dict[str, tuple[str, dict]] = {  # row name -> (registry name, config overrides)
-    "naive (IoU > 0.5)": ("naive", {}),
+    "naive (IoU argmax, greedy gates)": ("naive", {}),
     "greedy BF/LBF (paper: class + IoU)": ("greedy", {}),
     "greedy BF/LBF (code: IoU only)": ("greedy", {"class_weight": 0.0}),
     "memory bank": ("memory", {}),
     "IAI assigner": ("iai", {}),
 }
-IOU_TRACKERS = ["naive (IoU > 0.5)", "greedy BF/LBF (paper: class + IoU)",
+IOU_TRACKERS = ["naive (IoU argmax, greedy gates)", "greedy BF/LBF (paper: class + IoU)",
                 "greedy BF/LBF (code: IoU only)"]
 METRICS = ("AP", "AP50", "AP75", "AR1", "AR10")
 
@@ -294,7 +294,7 @@ def judge(red: dict, bench: dict, cross: dict) -> dict:
     r = red["rows"]
     aware, agn = r["agnostic 0.9 + aware"], r["agnostic 0.5"]
     b, c = bench["rows"], cross["rows"]
-    naive, greedy = b["naive (IoU > 0.5)"], b["greedy BF/LBF (paper: class + IoU)"]
+    naive, greedy = b["naive (IoU argmax, greedy gates)"], b["greedy BF/LBF (paper: class + IoU)"]
     greedy_code = b["greedy BF/LBF (code: IoU only)"]
     mem = c["memory bank"]
     iou_best = min(c[n]["encounter_switches"] for n in IOU_TRACKERS)

@@ -77,6 +77,12 @@ def test_resume_is_exact(tiny_data, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _frames_gt(gt, v):
+    """A one-video GT (id 1) of video ``v``: what `predict` on a frames folder reports."""
+    from tubelet.data.ytvis import Video, YTVISDataset
+    return YTVISDataset({1: Video(1, v.width, v.height, v.length)}, gt.categories, [])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,5 +126,19 @@ def test_predict_cli_dataset_and_frames(tiny_data, tmp_path):
                 "--overlay", "--no-progress")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "f" / "results.json").exists() and (tmp_path / "f" / f"{v.name}.mp4").exists()
+    # the exported (fp16, meta-only) file predicts like the checkpoint it came from
+    from tubelet.engine.export import export
+    export(str(w), str(tmp_path / "small.pt"))
+    assert (tmp_path / "small.pt").stat().st_size < w.stat().st_size
+    r = run_cli("predict", "--weights", tmp_path / "small.pt", "--source", frames, "--out",
+                tmp_path / "g", "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    load_results(tmp_path / "g" / "results.json", _frames_gt(gt, v))
+    full = torch.load(w, weights_only=True)["model"]
+    small = torch.load(tmp_path / "small.pt", weights_only=True)["model"]
+    assert set(full) == set(small)
+    for k, x in full.items():  # fp16 rounding only: relative error <= 2**-11
+        if x.is_floating_point():
+            assert torch.allclose(small[k].float(), x, rtol=2 ** -10, atol=1e-7), k
     r = run_cli("predict", "--weights", tmp_path / "nope.pt", "--source", frames)
     assert r.returncode == 2 and "nope.pt" in r.stderr and "Traceback" not in r.stderr
