@@ -83,6 +83,25 @@ class VISMethod(nn.Module):
             groups.append({"params": bb, "lr": lr * backbone_lr_mult, "weight_decay": weight_decay})
         return groups
 
+    def fuse_for_inference(self) -> int:
+        """Fold every inference-mode BatchNorm into its convolution (faster CPU inference).
+
+        One-way: the fused module no longer loads or saves training checkpoints and refuses
+        ``train()``. :func:`tubelet.engine.predict_cli.load_method` calls it after loading.
+        Returns the number of fused pairs.
+        """
+        from tubelet.models.fuse import fuse_conv_bn
+        self.eval()
+        n = fuse_conv_bn(self)
+        self._fused = True
+        return n
+
+    def train(self, mode: bool = True):
+        if mode and getattr(self, "_fused", False):
+            raise RuntimeError("this model was fused for inference (fuse_for_inference); "
+                               "build it again from its checkpoint to train")
+        return super().train(mode)
+
     def predict_video(self, frames: Iterable[np.ndarray]) -> VideoStream:
         return VideoStream(self._predict(frames))
 

@@ -16,8 +16,9 @@ from tubelet.utils.fileio import write_json
 BUNDLED = Path(__file__).resolve().parents[1] / "weights" / "condinst_track_synth.pt"
 
 
-def load_method(config: str | None, weights: str | None, overrides=()):
-    """Build the method from ``config`` (or the config saved with ``weights``) and load weights."""
+def load_method(config: str | None, weights: str | None, overrides=(), fuse: bool = True):
+    """Build the method from ``config`` (or the config saved with ``weights``) and load weights;
+    ``fuse`` folds BatchNorm into convolutions for inference (see ``VISMethod.fuse_for_inference``)."""
     wpath = Path(weights) if weights else BUNDLED
     if not wpath.exists():
         raise InputError("weights not found" + ("" if weights else " (the bundled model is "
@@ -41,6 +42,8 @@ def load_method(config: str | None, weights: str | None, overrides=()):
     if meta.get("categories"):
         model.set_categories([tuple(c) for c in meta["categories"]])
     model.eval()
+    if fuse:
+        model.fuse_for_inference()
     return model, cfg
 
 

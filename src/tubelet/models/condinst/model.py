@@ -287,11 +287,13 @@ class CondInst(nn.Module):
             B :class:`Detections`, masks ``[N, H_out, W_out]``.
         """
         was_training = self.training
-        self.eval()  # BatchNorm must use running statistics whatever mode the caller left
+        if was_training:
+            self.eval()  # BatchNorm must use running statistics whatever mode the caller left
         try:
             outputs = self.forward_heads(images)
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train(True)
         batch = images.shape[0]
         image_sizes = image_sizes or [tuple(images.shape[-2:])] * batch
         output_sizes = output_sizes or image_sizes
