@@ -182,3 +182,27 @@ def test_overfit_one_image():
         assert float(box_iou(d.boxes[k:k + 1], t["boxes"][j:j + 1])) > 0.5
         assert _iou(d.masks[k], t["masks"][j]) > 0.5
         assert d.scores[k] > 0.2
+
+
+def test_lazy_controller_equals_dense_conv():
+    """Inference evaluates the controller only at detected locations; the reference is the dense
+    3x3 conv over every location of every level, batch of 2, including border locations."""
+    torch.manual_seed(0)
+    model = CondInst(num_classes=3, **TINY).eval()
+    for p in model.head.controller.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    images = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        dense = model.forward_heads(images)
+        lazy = model.forward_heads(images, lazy_controller=True)
+        assert lazy.controller is None and dense.controller is not None
+        L = dense.locations.shape[0]
+        loc = torch.cat([torch.arange(0, L, 7), torch.tensor([0, L - 1])])  # all levels, corners
+        for b in (0, 1):
+            img = torch.full_like(loc, b)
+            got = model.controller_params(lazy, img, loc)
+            torch.testing.assert_close(got, dense.controller[b, loc], atol=1e-5, rtol=1e-4)
+        # and the masks predicted through either path agree
+        img = torch.zeros(5, dtype=torch.long)
+        torch.testing.assert_close(model.mask_logits(lazy, img, loc[:5]),
+                                   model.mask_logits(dense, img, loc[:5]), atol=1e-4, rtol=1e-4)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -83,13 +84,17 @@ class FCOSHead(nn.Module):
         # focal-loss prior: every location starts as background with probability 1 - prior_prob
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
 
-    def forward(self, feats: list[Tensor]) -> dict[str, list[Tensor]]:
+    def forward(self, feats: list[Tensor], with_controller: bool = True) -> dict[str, list[Tensor]]:
         """feats: per level ``[B, F, H_l, W_l]`` -> per-level lists of
         ``cls`` ``[B, C, H_l, W_l]`` logits, ``box`` ``[B, 4, H_l, W_l]`` ltrb pixels (>= 0),
         ``ctr`` ``[B, 1, H_l, W_l]`` logits, ``controller`` ``[B, P, H_l, W_l]`` (if any) and
-        ``features`` ``[B, F, H_l, W_l]`` (classification tower output, for embeddings)."""
+        ``features`` ``[B, F, H_l, W_l]`` (classification tower output, for embeddings).
+
+        ``with_controller=False`` (inference) skips the dense controller conv and returns the box
+        tower outputs as ``box_feats`` instead: :meth:`controller_at` then evaluates the controller
+        at the few detected locations only (at 169 outputs it is the widest conv of the head)."""
         out: dict[str, list[Tensor]] = {"cls": [], "box": [], "ctr": [], "controller": [],
-                                        "features": []}
+                                        "features": [], "box_feats": []}
         for level, x in enumerate(feats):
             cls_feat = self.cls_tower(x)
             box_feat = self.box_tower(x)
@@ -100,5 +105,26 @@ class FCOSHead(nn.Module):
             out["ctr"].append(self.ctr_logits(box_feat))
             out["features"].append(cls_feat)
             if self.controller is not None:
-                out["controller"].append(self.controller(box_feat))
+                if with_controller:
+                    out["controller"].append(self.controller(box_feat))
+                else:
+                    out["box_feats"].append(box_feat)
+        return out
+
+    def controller_at(self, box_feats: list[Tensor], image: Tensor, level: Tensor, y: Tensor,
+                      x: Tensor) -> Tensor:
+        """``self.controller(box_feats[level])[image, :, y, x]`` for N locations -> ``[N, P]``.
+
+        The 3x3 conv (padding 1) at one location is the sum over its zero-padded 3x3 patch.
+        """
+        conv = self.controller
+        out = box_feats[0].new_zeros(image.shape[0], conv.out_channels)
+        d = torch.arange(3, device=image.device)
+        for lv in torch.unique(level).tolist():
+            sel = torch.nonzero(level == lv).flatten()
+            f = F.pad(box_feats[lv], (1, 1, 1, 1))  # [B, F, H+2, W+2]
+            yy = y[sel][:, None, None] + d[None, :, None]  # [n, 3, 1] rows of the patch
+            xx = x[sel][:, None, None] + d[None, None, :]  # [n, 1, 3] columns
+            patches = f[image[sel][:, None, None], :, yy, xx]  # [n, 3, 3, F]
+            out[sel] = torch.einsum("nijf,pfij->np", patches, conv.weight) + conv.bias
         return out

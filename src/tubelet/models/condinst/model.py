@@ -80,7 +80,8 @@ class HeadOutputs:
 
     Attributes:
         cls_logits: ``[B, L, C]``; box_ltrb: ``[B, L, 4]`` pixels; ctr_logits: ``[B, L]``;
-        controller: ``[B, L, P]`` dynamic-head parameters; features: ``[B, L, F]`` cls-tower output.
+        controller: ``[B, L, P]`` dynamic-head parameters (``None`` when computed lazily at the
+        detected locations, see :meth:`CondInst.controller_params`); features: ``[B, L, F]`` cls-tower output.
         locations: ``[L, 2]`` (x, y); strides: ``[L]``; levels: ``[L]`` long level index;
         sizes_of_interest: ``[L]`` relative-coordinate normaliser; ranges: ``[L, 2]`` size ranges.
         level_slices: slice of each level in L. mask_feats: ``[B, C_mask, H_m, W_m]`` at
@@ -100,6 +101,7 @@ class HeadOutputs:
     mask_feats: Tensor
     mask_stride: int
     image_size: tuple
+    box_feats: list | None = None  # per-level box-tower maps when ``controller`` is left lazy
 
 
 def _flatten(maps: list[Tensor]) -> Tensor:
@@ -159,10 +161,12 @@ class CondInst(nn.Module):
         return cls(**kwargs)
 
     # ----------------------------------------------------------------------------------------
-    def forward_heads(self, images: Tensor) -> HeadOutputs:
-        """images ``[B, 3, H, W]`` normalised -> :class:`HeadOutputs`."""
+    def forward_heads(self, images: Tensor, lazy_controller: bool = False) -> HeadOutputs:
+        """images ``[B, 3, H, W]`` normalised -> :class:`HeadOutputs` (``lazy_controller``: leave
+        ``controller`` None and keep the box-tower maps for :meth:`controller_params`)."""
         pyramid = self.fpn(self.backbone(images))
-        head = self.head([pyramid[k] for k in self.head_features])
+        head = self.head([pyramid[k] for k in self.head_features],
+                         with_controller=not lazy_controller)
         device = images.device
         locs, strides, levels, soi, ranges, slices = [], [], [], [], [], []
         start = 0
@@ -176,8 +180,12 @@ class CondInst(nn.Module):
             ranges.append(torch.tensor(self.size_ranges[i], device=device).expand(n, 2))
             slices.append(slice(start, start + n))
             start += n
-        controller = _flatten(head["controller"]) if head["controller"] else \
-            images.new_zeros(images.shape[0], start, 0)
+        if head["controller"]:
+            controller = _flatten(head["controller"])
+        elif head["box_feats"]:
+            controller = None
+        else:
+            controller = images.new_zeros(images.shape[0], start, 0)
         return HeadOutputs(
             cls_logits=_flatten(head["cls"]), box_ltrb=_flatten(head["box"]),
             ctr_logits=_flatten(head["ctr"])[..., 0], controller=controller,
@@ -185,7 +193,19 @@ class CondInst(nn.Module):
             strides=torch.cat(strides), levels=torch.cat(levels),
             sizes_of_interest=torch.cat(soi), ranges=torch.cat(ranges), level_slices=slices,
             mask_feats=self.mask_branch(pyramid), mask_stride=self.mask_branch.stride,
-            image_size=tuple(images.shape[-2:]))
+            image_size=tuple(images.shape[-2:]), box_feats=head["box_feats"] or None)
+
+    def controller_params(self, outputs: HeadOutputs, image_index: Tensor,
+                          loc_index: Tensor) -> Tensor:
+        """Dynamic-head parameters ``[N, P]`` at N (image, location) pairs."""
+        if outputs.controller is not None:
+            return outputs.controller[image_index, loc_index]
+        level = outputs.levels[loc_index]
+        starts = torch.tensor([sl.start for sl in outputs.level_slices], device=loc_index.device)
+        widths = torch.tensor([f.shape[-1] for f in outputs.box_feats], device=loc_index.device)
+        within = loc_index - starts[level]  # row-major index inside the level's map
+        return self.head.controller_at(outputs.box_feats, image_index, level,
+                                       within // widths[level], within % widths[level])
 
     def assign(self, outputs: HeadOutputs, targets: list[dict]) -> list[FCOSTargets]:
         """FCOS targets per image; ``targets[b]["boxes"]`` ``[M, 4]`` xyxy, ``["labels"]`` ``[M]``."""
@@ -199,7 +219,8 @@ class CondInst(nn.Module):
     def mask_logits(self, outputs: HeadOutputs, image_index: Tensor, loc_index: Tensor) -> Tensor:
         """Mask logits ``[N, 1, H_o, W_o]`` at ``mask_out_stride`` for N (image, location) pairs."""
         logits = self.dynamic(outputs.mask_feats, outputs.mask_stride,
-                              outputs.controller[image_index, loc_index], image_index,
+                              self.controller_params(outputs, image_index, loc_index),
+                              image_index,
                               outputs.locations[loc_index], outputs.sizes_of_interest[loc_index])
         factor = outputs.mask_stride // self.mask_out_stride
         if factor > 1:
@@ -290,7 +311,7 @@ class CondInst(nn.Module):
         if was_training:
             self.eval()  # BatchNorm must use running statistics whatever mode the caller left
         try:
-            outputs = self.forward_heads(images)
+            outputs = self.forward_heads(images, lazy_controller=True)
         finally:
             if was_training:
                 self.train(True)
