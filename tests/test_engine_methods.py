@@ -142,3 +142,10 @@ def test_predict_cli_dataset_and_frames(tiny_data, tmp_path):
             assert torch.allclose(small[k].float(), x, rtol=2 ** -10, atol=1e-7), k
     r = run_cli("predict", "--weights", tmp_path / "nope.pt", "--source", frames)
     assert r.returncode == 2 and "nope.pt" in r.stderr and "Traceback" not in r.stderr
+    # export can change inference settings of the stored config, never the architecture
+    export(str(w), str(tmp_path / "gated.pt"), overrides=["model.greedy.score_thr=0.25"])
+    meta = torch.load(tmp_path / "gated.pt", weights_only=True)["meta"]
+    assert json.loads(meta["config"])["model"]["greedy"]["score_thr"] == 0.25
+    from tubelet.engine.export import main as export_main
+    assert export_main([str(w), str(tmp_path / "bad.pt"), "model.model.num_classes=7"]) == 2
+    assert not (tmp_path / "bad.pt").exists()

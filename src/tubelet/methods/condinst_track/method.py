@@ -27,6 +27,7 @@ from tubelet.engine.registry import register_method
 from tubelet.methods.condinst_track.config import CondInstTrackConfig
 from tubelet.models.condinst.model import CondInst
 from tubelet.models.embed_head import EmbedHead, auxiliary_cosine_loss, contrastive_loss
+from tubelet.ops.seq_nms import mask_nms
 from tubelet.structures import VideoInstances, encode_many
 from tubelet.trackers import build_tracker
 
@@ -120,11 +121,17 @@ class CondInstTrack(VISMethod):
         img = img.permute(2, 0, 1)[None]  # [1, 3, H, W]
         if (nh, nw) != (h, w):
             img = F.interpolate(img.float(), size=(nh, nw), mode="bilinear", align_corners=False)
-        det = self.segmenter.predict(self.normalize(img), output_sizes=[(h, w)])[0]
+        img = self.normalize(img)
+        if self.channels_last:
+            img = img.contiguous(memory_format=torch.channels_last)
+        det = self.segmenter.predict(img, output_sizes=[(h, w)])[0]
         emb = None
         if self.embed_head is not None:
             emb = self.embed_head(det.features)
-        return det.to_frame_instances(self.category_ids.tolist(), emb)
+        inst = det.to_frame_instances(self.category_ids.tolist(), emb)
+        if self.cfg.pre_track_nms > 0 and len(inst) > 1:
+            inst = inst[mask_nms(inst.scores, inst.masks, iou_threshold=self.cfg.pre_track_nms)]
+        return inst
 
     def _predict(self, frames: Iterable[np.ndarray]) -> Generator[FrameOutput, None, VideoInstances]:
         self.eval()
