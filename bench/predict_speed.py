@@ -30,7 +30,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from tubelet.data.synth import generate_video, preset
-    from tubelet.engine.predict_cli import load_method
+    from tubelet.engine.loading import load_method
     out = {"threads": args.threads, "frames": args.frames, "results": []}
     for size in args.sizes.split(","):
         h, w = map(int, size.split("x"))
@@ -43,7 +43,7 @@ def main() -> None:
                                                            f"model.test_max_size={max(h, w)}"])
             runs = []
             for _ in range(args.repeat):
-                stream = iter(model.predict_video(iter(frames)))
+                stream = iter(model.predict_video(frames))
                 for _ in range(3):
                     next(stream)
                 t0 = time.perf_counter()

@@ -20,3 +20,15 @@ def run_cli(*args: str, cwd=None):
     import subprocess
     return subprocess.run([sys.executable, "-m", "tubelet", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread per test process: `make test` runs 2 xdist workers on 2 cores, and
+    tiny tensors gain nothing from a second thread while contention makes them several times
+    slower (measured on the model tests). Subprocesses set OMP_NUM_THREADS themselves."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -8,7 +8,7 @@ import torch
 
 from tubelet.data.synth import CATEGORIES
 from tubelet.data.ytvis import load_results, load_ytvis
-from tubelet.engine.predict_cli import BUNDLED
+from tubelet.engine.loading import BUNDLED
 
 
 def test_bundled_weights_are_small_safe_and_complete():

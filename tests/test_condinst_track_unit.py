@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from tubelet.engine.config import load_experiment
-from tubelet.engine.registry import build_method
+from tubelet.methods import build_method
 from tubelet.models.condinst import Detections
 
 
@@ -30,12 +30,12 @@ def _method(**over):
 
 def test_pre_track_nms_keeps_the_best_of_duplicates():
     frame = np.zeros((64, 96, 3), np.uint8)
-    inst = _method(pre_track_nms=0.5).detect(frame)
+    inst = _method(pre_track_nms=0.5).detect_frame(frame)
     assert len(inst) == 2
     np.testing.assert_allclose(inst.scores, [0.5, 0.2])  # the 0.5 duplicate wins, order by score
     assert inst.masks[0, 15, 15] and inst.masks[1, 45, 60]
 
 
 def test_pre_track_nms_off_passes_everything():
-    inst = _method(pre_track_nms=0).detect(np.zeros((64, 96, 3), np.uint8))
+    inst = _method(pre_track_nms=0).detect_frame(np.zeros((64, 96, 3), np.uint8))
     assert len(inst) == 3

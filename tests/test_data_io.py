@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from tests.conftest import run_cli
 from tubelet.data.clips import ClipConfig, ClipDataset, collate_clips, sample_frames

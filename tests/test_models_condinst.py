@@ -9,14 +9,6 @@ import torch
 
 from tubelet.models.condinst import CondInst, CondInstConfig, Detections
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread for this module: on the shared, oversubscribed 2-core machine two OpenMP
-    threads spin-wait on each other, and the overfit loop was measured 5-15x slower with 2."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 TINY = dict(fpn_channels=32, num_convs=1, mask_branch_channels=16, mask_branch_convs=1)
@@ -121,7 +113,7 @@ def test_max_proposals_limits_mask_instances(monkeypatch):
 
 def test_predict_output_format():
     torch.manual_seed(0)
-    m = CondInst(4, score_thresh=0.0, max_detections=7, **TINY)
+    m = CondInst(4, score_thr=0.0, max_detections=7, **TINY)
     m.train()
     dets = m.predict(torch.randn(2, 3, 64, 96), image_sizes=[(60, 90), (64, 96)],
                      output_sizes=[(120, 180), (64, 96)])

@@ -61,18 +61,18 @@ def test_backbone_outputs_unchanged(name, norm, expected):
 
 
 def test_method_fused_predictions_match_and_training_refused():
-    from tubelet.engine.registry import build_method
+    from tubelet.methods import build_method
     from tubelet.engine.config import load_experiment
     cfg = load_experiment("configs/condinst_track_tiny.yaml", [])
     torch.manual_seed(0)
     m = build_method(cfg.method, cfg.model).eval()
     _randomise_bn(m)
     # a low threshold so the untrained model emits detections to compare
-    m.segmenter.score_thresh = 0.0
+    m.segmenter.score_thr = 0.0
     ref = copy.deepcopy(m)
     assert m.fuse_for_inference() > 0
     frame = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
-    a, b = ref.detect(frame), m.detect(frame)
+    a, b = ref.detect_frame(frame), m.detect_frame(frame)
     assert len(a.scores) == len(b.scores) > 0
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-5)
     assert (a.masks != b.masks).mean() < 1e-3  # threshold flips from rounding only

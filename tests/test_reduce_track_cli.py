@@ -170,8 +170,8 @@ def test_track_overrides(tmp_path, capsys):
     assert json.loads(out.read_text()) == []  # default needs > 3
     rc, _, err = cli(capsys, "track", src, out, "--tracker", "greedy", "gamma=0.1")
     assert rc == 2 and "unknown key 'gamma'" in err
-    rc, _, err = cli(capsys, "track", src, out, "--tracker", "greedy", "gate=abc")
-    assert rc == 2 and "gate" in err
+    rc, _, err = cli(capsys, "track", src, out, "--tracker", "greedy", "gate_thr=abc")
+    assert rc == 2 and "gate_thr" in err
     rc, _, err = cli(capsys, "track", src, out, "--tracker", "sort")
     assert rc == 2 and "unknown tracker 'sort'" in err
     # overrides may also come before --tracker

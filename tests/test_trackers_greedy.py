@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from tubelet.errors import InputError
 from tubelet.structures import FrameInstances
 from tubelet.trackers import GreedyConfig, GreedyTracker, greedy_associate, majority_label
 
@@ -19,8 +20,8 @@ def frame(masks, scores, labels):
 
 
 # ------------------------------------------------------------------ the association rule
-def ref_associate(cost, gate, margin, strict):
-    """The paper's four steps, spelled out with loops."""
+def ref_associate(cost, gate_thr, margin, strict):
+    """The paper's four steps, spelled out with loops (ties: the first row / column wins)."""
     n, m = len(cost), len(cost[0]) if len(cost) else 0
     out = []
     for i in range(n):
@@ -30,11 +31,11 @@ def ref_associate(cost, gate, margin, strict):
         row = list(cost[i])
         j = row.index(min(row))
         a = row[j]
-        if a >= gate:
+        if a >= gate_thr:
             out.append(-1)
             continue
         column = [cost[k][j] for k in range(n)]
-        best_friend = a == min(column)
+        best_friend = column.index(min(column)) == i  # the column's first minimum is row i
         second_row = sorted(row)[1] if m > 1 else float("inf")
         second_col = sorted(column)[1] if n > 1 else float("inf")
         ok = (second_row - a > margin and second_col - a > margin) if strict else \
@@ -43,16 +44,21 @@ def ref_associate(cost, gate, margin, strict):
     return out
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(12))
 def test_greedy_associate_matches_reference(seed):
     rng = np.random.default_rng(seed)
     n, m = rng.integers(0, 6, size=2)
-    cost = np.round(rng.random((n, m)), 2)  # rounding creates ties
+    # rounding creates ties; quarter steps make tied column minima common (seeds 7 and 10
+    # have rows tied on a column minimum that LBF with γ = 0 and >= does not separate)
+    cost = np.round(rng.random((n, m)), 2) if seed < 6 else np.round(rng.random((n, m)) * 4) / 4
     if n and m:
         cost[0, :] = 0.995  # a gated row
     for strict in (True, False):
-        got = greedy_associate(cost, 0.99, 0.01, strict)
-        assert got.tolist() == ref_associate(cost.tolist(), 0.99, 0.01, strict)
+        for margin in (0.01, 0.0):  # margin 0 with >= lets tied rows through LBF
+            got = greedy_associate(cost, 0.99, margin, strict)
+            assert got.tolist() == ref_associate(cost.tolist(), 0.99, margin, strict)
+            matched = got[got >= 0]
+            assert len(set(matched.tolist())) == len(matched)  # one detection per track
 
 
 def test_greedy_associate_hand_cases():
@@ -67,6 +73,22 @@ def test_greedy_associate_hand_cases():
     assert greedy_associate(c, margin=0.25, strict=False).tolist() == [0]
     assert greedy_associate(np.zeros((0, 3))).tolist() == []
     assert greedy_associate(np.zeros((2, 0))).tolist() == [-1, -1]
+
+
+def test_best_friend_is_one_to_one_on_ties():
+    # Both rows: best column 0 (0.2 < 0.9), cost 0.2 < gate_thr 0.99. Column 0 = [0.2, 0.2]: its
+    # argmin is row 0, so only row 0 is column 0's best friend. LBF with γ = 0 and >=:
+    # row gap 0.9 - 0.2 = 0.7 >= 0, column gap 0.2 - 0.2 = 0 >= 0 -> passes for both rows, so
+    # BF alone decides: row 0 -> track 0, row 1 -> doubtful (-2), never [0, 0].
+    c = [[0.2, 0.9], [0.2, 0.9]]
+    assert greedy_associate(np.array(c), 0.99, 0.0, strict=False).tolist() == [0, -2]
+    # tie in the later rows: rows 1 and 2 share column 1's minimum 0.3 -> row 1 wins it;
+    # row 0 takes column 0 (0.1, alone in its column); gaps for row 1: row 0.8 - 0.3,
+    # column 0.3 - 0.3 = 0 >= 0 -> [0, 1, -2]
+    c = [[0.1, 0.9], [0.8, 0.3], [0.9, 0.3]]
+    assert greedy_associate(np.array(c), 0.99, 0.0, strict=False).tolist() == [0, 1, -2]
+    # the strict paper test (0 > 0 fails) drops both tied rows, as before
+    assert greedy_associate(np.array(c), 0.99, 0.0, strict=True).tolist() == [0, -2, -2]
 
 
 # ------------------------------------------------------------------ tracker behaviour
@@ -158,3 +180,34 @@ def test_majority_vote():
     assert majority_label([1, 2], [0.7, 0.9]) == 2  # tie -> larger summed score
     assert majority_label([5, 4], [0.8, 0.8]) == 4  # full tie -> smaller id
     assert majority_label([], []) == -1
+    # counts 2:2; the authors' np.bincount([2, 1, 2, 1]).argmax() = 1 (first maximum)
+    assert majority_label([2, 1, 2, 1], [0.9, 0.1, 0.9, 0.1], tie="smallest_id") == 1
+    assert majority_label([2, 1, 2, 1], [0.9, 0.1, 0.9, 0.1], tie="score") == 2
+    assert majority_label([2, 1, 2], [0.1, 0.9, 0.1], tie="smallest_id") == 2  # no tie: count
+    with pytest.raises(ValueError, match="tie"):
+        majority_label([1], [0.5], tie="largest")
+
+
+@pytest.mark.parametrize("class_weight,vote_tie,label", [
+    (0.0, "auto", 1),  # class_weight 0 = released code -> its bincount argmax: smallest id
+    (0.5, "auto", 3),  # otherwise tubelet's rule: summed score 0.9 + 0.9 > 0.7 + 0.7
+    (0.0, "score", 3),
+    (0.5, "smallest_id", 1),
+])
+def test_vote_tie_rule(class_weight, vote_tie, label):
+    # One object, same mask every frame, labels 3, 1, 3, 1. Cost per frame: 1 - IoU 1 = 0, plus
+    # class_weight (<= 0.5 < τ) when the label flips -> always the single track 0 (one row and
+    # one column: both LBF gaps are +inf). 4 valid frames > 3, mean 0.8 > 0.6 -> output;
+    # the vote is tied 2:2 between categories 1 and 3.
+    tr = GreedyTracker(GreedyConfig(class_weight=class_weight, vote_tie=vote_tie))
+    for lab, sc in [(3, 0.9), (1, 0.7), (3, 0.9), (1, 0.7)]:
+        assert tr.update(frame(cols(10, (0, 5)), [sc], [lab])).track_ids.tolist() == [0]
+    v = tr.finalize()
+    assert v.labels.tolist() == [label] and v.scores.tolist() == pytest.approx([0.8])
+
+
+def test_vote_tie_must_be_known():
+    with pytest.raises(InputError, match="vote_tie"):
+        GreedyConfig(vote_tie="largest_id")
+    assert GreedyConfig(class_weight=0.0).resolved_vote_tie == "smallest_id"
+    assert GreedyConfig().resolved_vote_tie == "score"

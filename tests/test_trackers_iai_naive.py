@@ -109,7 +109,7 @@ def _naive_loose():
 def test_naive_defaults_match_greedy_gates():
     g, n = GreedyConfig(), NaiveConfig()
     assert n.score_thr == g.score_thr and n.min_valid_frames == g.min_valid_frames
-    assert n.iou_thr == pytest.approx(1 - g.gate)
+    assert n.iou_thr == pytest.approx(1 - g.gate_thr)
 
 
 def test_naive_takes_best_free_track_in_score_order():
@@ -146,11 +146,11 @@ def test_naive_threshold_is_strict():
 # ------------------------------------------------------------------ registry
 def test_registry():
     assert list_trackers() == ["greedy", "iai", "memory", "naive"]
-    tr = build_tracker("greedy", gate=0.5)
-    assert isinstance(tr, GreedyTracker) and tr.cfg.gate == 0.5 and tr.cfg.lonely_margin == 0.01
+    tr = build_tracker("greedy", gate_thr=0.5)
+    assert isinstance(tr, GreedyTracker) and tr.cfg.gate_thr == 0.5 and tr.cfg.lonely_margin == 0.01
     assert build_tracker("greedy", GreedyConfig(class_weight=0.0)).cfg.class_weight == 0.0
     assert build_tracker("iai", category_ids=[5]).category_of(0) == 5
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match=r"unknown tracker 'nope'.*'greedy', 'iai', 'memory'"):
         build_tracker("nope")
     with pytest.raises(ValueError, match="gamma"):
         build_tracker("greedy", gamma=0.1)

@@ -24,5 +24,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from tubelet.engine.predict_cli import predict_main
-    return predict_main(args)
+    from tubelet.engine.loading import load_method
+    from tubelet.engine.predict import predict_to_folder
+    model, _ = load_method(args.config, args.weights, args.overrides)
+    predict_to_folder(model, args.source, args.out, max_videos=args.max_videos,
+                      overlay=args.overlay, png=args.png, progress=not args.no_progress)
+    return 0

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from tubelet.data.segm import check_segmentations
 from tubelet.data.ytvis import (YTVISDataset, Video, _check_number, _req, load_ytvis,
                                 validate_results)
 from tubelet.errors import InputError
 from tubelet.structures.instances import VideoInstances
-from tubelet.structures.rle import to_rle
 from tubelet.utils.fileio import read_json
 from typing import TYPE_CHECKING
 
@@ -82,21 +82,8 @@ def _select_unchecked(records: list, vid: int, source: VideoSource, path: str) -
         segs_raw = _req(r, "segmentations", path, rec, list)
         if length is None:  # stream without a frame count: the first record sets it
             length = len(segs_raw)
-        if len(segs_raw) != length:
-            raise InputError(f"has {len(segs_raw)} frames but {source.path} has {length}",
-                             path, rec, "segmentations")
-        segs = []
-        for t, s in enumerate(segs_raw):
-            try:
-                m = to_rle(s, source.height, source.width)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise InputError(f"unreadable mask: {exc}", path, rec,
-                                 f"segmentations[{t}]") from None
-            if m is not None and list(m["size"]) != [source.height, source.width]:
-                raise InputError(f"mask size {m['size'][0]}x{m['size'][1]} (HxW) differs from "
-                                 f"the frame size {source.height}x{source.width} of {source.path}",
-                                 path, rec, f"segmentations[{t}]")
-            segs.append(m)
+        segs = check_segmentations(segs_raw, (source.height, source.width), path, rec,
+                                   length=length, owner=str(source.path))
         out.append({"video_id": vid, "category_id": cid, "score": score, "segmentations": segs})
     return out
 

@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except InputError as exc:
-        print(f"tubelet {args.command}: error: {exc}", file=sys.stderr)
+        # one line, whatever the message holds (torch's load_state_dict errors span several)
+        msg = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        print(f"tubelet {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tubelet {args.command}: interrupted", file=sys.stderr)

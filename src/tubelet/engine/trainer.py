@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import random
 import time
 from contextlib import nullcontext
@@ -18,17 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tubelet.data.clips import ClipDataset, collate_clips
 from tubelet.data.ytvis import load_ytvis
 from tubelet.engine import dist
 from tubelet.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tubelet.engine.config import ExperimentConfig, experiment_to_dict
-from tubelet.engine.registry import build_method
+from tubelet.engine.optim import ModelEMA, build_optimizer
 from tubelet.engine.schedule import lr_factor
 from tubelet.errors import InputError
+from tubelet.methods import build_method
+from tubelet.methods.base import split_losses
 from tubelet.utils.fileio import write_json
 
 
@@ -36,16 +36,6 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_optimizer(model, cfg) -> torch.optim.Optimizer:
-    t = cfg.train
-    groups = model.param_groups(t.lr, t.backbone_lr_mult, t.weight_decay)
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    raise InputError(f"unknown optimizer {t.optimizer!r} (adamw or sgd)", field="train.optimizer")
 
 
 def checksum(model: torch.nn.Module) -> float:
@@ -57,7 +47,7 @@ def checksum(model: torch.nn.Module) -> float:
 class _Logger:
     """CSV (always) and TensorBoard (if installed) scalars; rank 0 only."""
 
-    def __init__(self, out_dir: Path, enabled: bool, append: bool):
+    def __init__(self, out_dir: Path, enabled: bool, append: bool, upto_step: int = 0):
         self.enabled = enabled
         self.path = out_dir / "metrics.csv"
         self.fields: list[str] | None = None
@@ -65,8 +55,16 @@ class _Logger:
         if not enabled:
             return
         if append and self.path.exists():
-            with open(self.path) as f:
-                self.fields = next(csv.reader(f), None)
+            # a resumed run continues from its checkpoint: drop the rows logged after it, which
+            # the resumed run logs again
+            with open(self.path, newline="") as f:
+                rows = list(csv.reader(f))
+            self.fields = rows[0] if rows else None
+            kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= upto_step]
+            if len(kept) != len(rows):
+                from tubelet.utils.fileio import atomic_path
+                with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+                    csv.writer(f).writerows(kept)
         elif self.path.exists():
             self.path.unlink()
         try:
@@ -91,11 +89,29 @@ class _Logger:
                     self.tb.add_scalar(k, v, step)
 
 
+def _amp_context(t, device: torch.device):
+    """(autocast context, GradScaler): bf16 autocast on a CUDA GPU by default (``amp=None``); an
+    explicit ``amp=True`` uses bf16 on the CPU and fp16 + GradScaler on a GPU without bf16."""
+    on = (device.type == "cuda") if t.amp is None else bool(t.amp)
+    if not on:
+        return nullcontext, torch.amp.GradScaler("cuda", enabled=False)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return (lambda: torch.autocast("cuda", dtype=torch.float16),
+                torch.amp.GradScaler("cuda", enabled=True))
+    return (lambda: torch.autocast(device.type, dtype=torch.bfloat16),
+            torch.amp.GradScaler("cuda", enabled=False))
+
+
 def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
-          progress: bool = True) -> dict:
+          progress: bool = True, stop_after: int | None = None) -> dict:
     """Train ``cfg``; write checkpoints and logs to ``out_dir``; return a summary dict with the
-    per-step loss history (``losses``)."""
+    per-step loss history (``losses``, the summed loss of each optimizer step).
+
+    ``stop_after``: write a checkpoint and stop once this many steps are done (the schedule
+    still spans ``train.max_iters``; ``resume=True`` continues exactly)."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("the run folder is a file", str(out_dir))
     device = dist.pick_device(cfg.train.device)
     rank, world = dist.init_from_env(device)
     main = rank == 0
@@ -106,40 +122,31 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         raise InputError("no training data: set data.train_json and data.train_images",
                          field="data.train_json")
     gt = load_ytvis(cfg.data.train_json)
-    dataset = ClipDataset(gt, cfg.data.train_images, cfg.data.clip, train=True, seed=t.seed)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=t.seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=t.num_workers, collate_fn=collate_clips)
-    if len(loader) == 0:
-        raise InputError(f"{len(dataset)} clips cannot fill one batch of {t.batch_size} x "
-                         f"{world} processes", cfg.data.train_json)
-
     model = build_method(cfg.method, cfg.model)
     model.set_categories(sorted(gt.categories.items()))
     model.to(device)
-    optimizer = build_optimizer(model, cfg)
+    dataset = model.train_dataset(gt, cfg.data.train_images, cfg.data, t.seed)
+    sampler = model.train_sampler(dataset, world, rank, t.seed)
+    loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=t.num_workers, collate_fn=model.collate)
+    if len(loader) == 0:
+        raise InputError(f"{len(dataset)} samples cannot fill one batch of {t.batch_size} x "
+                         f"{world} processes", cfg.data.train_json)
+    optimizer = build_optimizer(model, t)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, t.warmup_iters, t.warmup_factor, t.milestones, t.gamma))
-    use_scaler = t.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        optimizer, lambda s: lr_factor(s, t.warmup_iters, t.warmup_factor, t.milestones, t.gamma,
+                                       t.schedule, t.max_iters, t.min_lr_factor))
+    autocast, scaler = _amp_context(t, device)
+    ema = ModelEMA(model, t.ema_decay, t.ema_tau) if t.ema else None
     step, micro = 0, 0  # optimizer steps done; micro-batches consumed in total
     ckpt_path = out_dir / "last.pt"
     if resume:
-        ck = load_checkpoint(ckpt_path, map_location=device)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        step, micro = int(ck["step"]), int(ck["micro"])
-        set_rng_state(ck["rng"][rank] if isinstance(ck["rng"], list) else ck["rng"])
+        step, micro = _resume(ckpt_path, device, rank, model, optimizer, sched, scaler, ema)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "config.json", experiment_to_dict(cfg), indent=2)
     net = DDP(model) if world > 1 else model
-    logger = _Logger(out_dir, main, append=resume)
-    amp_ctx = (torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda"
-                              else torch.bfloat16) if t.amp else nullcontext())
+    logger = _Logger(out_dir, main, append=resume, upto_step=step)
     per_epoch = len(loader)
     history: list[float] = []
     bar = tqdm(total=t.max_iters, initial=step, disable=not (progress and main),
@@ -149,26 +156,28 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     net.train()
     while step < t.max_iters:
         epoch, skip = divmod(micro, per_epoch)
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
         it = iter(loader) if skip == 0 else _skip(loader, skip)
         for batch in it:
             k = micro % t.accum_steps
             sync = k == t.accum_steps - 1
             ctx = net.no_sync() if (world > 1 and not sync) else nullcontext()
-            with ctx, amp_ctx:
-                losses = net(_to_device(batch, device))
+            with ctx, autocast():
+                losses, logs = split_losses(net(model.batch_to(batch, device)))
                 loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise RuntimeError(f"non-finite loss at step {step}: "
                                    f"{ {k: float(v) for k, v in losses.items()} }")
             scaler.scale(loss / t.accum_steps).backward()
             micro += 1
-            images_seen += batch["images"].shape[0] * batch["images"].shape[1] * world
+            images_seen += model.batch_images(batch) * world
             if k == 0:
-                acc = {n: 0.0 for n in losses}
-            for n, v in losses.items():
-                acc[n] = acc.get(n, 0.0) + float(v.detach()) / t.accum_steps
+                acc = {}
+            for n, v in [*((n, float(v.detach())) for n, v in losses.items()), *logs.items()]:
+                acc[n] = acc.get(n, 0.0) + v / t.accum_steps
             if not sync:
                 continue
             if t.grad_clip > 0:
@@ -178,8 +187,10 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             sched.step()
+            if ema is not None:
+                ema.update(model)
             step += 1
-            total = sum(acc.values())
+            total = sum(v for n, v in acc.items() if n in losses)
             history.append(total)
             bar.update(1)
             bar.set_postfix(loss=f"{total:.3f}")
@@ -187,22 +198,45 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
                 logger.log(step, {"lr": optimizer.param_groups[0]["lr"], "loss": total, **acc,
                                   "images_per_s": images_seen / max(time.time() - t0, 1e-9)})
             if t.eval_every and step % t.eval_every == 0 and cfg.data.val_json:
-                _evaluate(model, cfg, logger, step, main)
+                _evaluate(ema.module if ema else model, cfg, logger, step, main)
                 net.train()
-            if step % t.ckpt_every == 0 or step == t.max_iters:
-                _save(ckpt_path, model, optimizer, sched, scaler, step, micro, cfg, main)
-            if step >= t.max_iters:
+            stop = step >= t.max_iters or (stop_after is not None and step >= stop_after)
+            if step % t.ckpt_every == 0 or stop:
+                _save(ckpt_path, model, optimizer, sched, scaler, ema, step, micro, cfg, main)
+            if stop:
                 break
+        if stop_after is not None and step >= stop_after:
+            break
     bar.close()
     summary = {"steps": step, "losses": history, "seconds": time.time() - t0,
                "images_per_s": images_seen / max(time.time() - t0, 1e-9),
                "checksums": dist.all_gather_object(checksum(model))}
     if cfg.data.val_json and not t.eval_every:
-        summary["eval"] = _evaluate(model, cfg, logger, step, main)
+        summary["eval"] = _evaluate(ema.module if ema else model, cfg, logger, step, main)
     if main:
         write_json(out_dir / "summary.json", {k: v for k, v in summary.items()}, indent=1)
     dist.barrier()
     return summary
+
+
+def _resume(path, device, rank, model, optimizer, sched, scaler, ema) -> tuple[int, int]:
+    """Load every state of ``path`` into the training objects; return (step, micro)."""
+    ck = load_checkpoint(path, map_location=device)
+    try:
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        if ema is not None:
+            if "ema" not in ck:
+                raise KeyError("ema (the run was started with train.ema=false)")
+            ema.load_state_dict(ck["ema"])
+        step, micro = int(ck["step"]), int(ck["micro"])
+        set_rng_state(ck["rng"][rank] if isinstance(ck["rng"], list) else ck["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise InputError(f"cannot resume from this checkpoint (another config or method?): "
+                         f"{str(exc)[:300]}", str(path)) from None
+    return step, micro
 
 
 def _skip(loader, n: int):
@@ -212,22 +246,13 @@ def _skip(loader, n: int):
     return it
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
-    if device.type == "cpu":
-        return batch
-    out = dict(batch)
-    out["images"] = batch["images"].to(device, non_blocking=True)
-    out["targets"] = [[{k: v.to(device) for k, v in tg.items()} for tg in clip]
-                      for clip in batch["targets"]]
-    return out
-
-
-def _save(path, model, optimizer, sched, scaler, step, micro, cfg, main) -> None:
+def _save(path, model, optimizer, sched, scaler, ema, step, micro, cfg, main) -> None:
     rngs = dist.all_gather_object(rng_state())
     if main:
+        extra = {"ema": ema.state_dict()} if ema is not None else {}
         save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(),
                         scheduler=sched.state_dict(), scaler=scaler.state_dict(), step=step,
-                        micro=micro, rng=rngs, meta=_meta(model, cfg))
+                        micro=micro, rng=rngs, meta=_meta(model, cfg), **extra)
     dist.barrier()
 
 

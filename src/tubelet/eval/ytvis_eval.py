@@ -144,14 +144,8 @@ class YTVISEvaluator:
     def evaluate(self) -> dict:
         gt = self.gt
         if self.only_processed_videos:
-            gt = _subset(gt, self._videos)
+            gt = gt.subset(self._videos)
         long_ids = self.long_video_ids
         if long_ids is not None and self.only_processed_videos:
             long_ids = [v for v in long_ids if v in self._videos]
         return evaluate(gt, self._records, long_ids, self.max_dets)
-
-
-def _subset(gt: YTVISDataset, video_ids: set[int]) -> YTVISDataset:
-    """The ground truth restricted to ``video_ids`` (all categories kept)."""
-    return YTVISDataset({v: gt.videos[v] for v in sorted(video_ids)}, dict(gt.categories),
-                        [a for a in gt.annotations if a.video_id in video_ids], gt.path, gt.info)

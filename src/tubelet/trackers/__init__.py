@@ -1,14 +1,17 @@
 """Online association with explicit state: ``reset() / update(frame) -> FrameResult /
 finalize() -> VideoInstances``.
 
-Registered trackers (``build_tracker(name, **cfg)``):
+Registered trackers (``build_tracker(name, **cfg)``; ``check_tracker(name, provides)`` checks a
+name, and that a model fills the ``FrameInstances`` fields the tracker ``requires``, before any
+frame):
 
 - ``"greedy"``: YOLOv4+1seg gating + Best Friend + Lonely Best Friend (:mod:`.greedy`).
 - ``"memory"``: contrastive memory bank with bi-softmax (:mod:`.memory_bank`).
 - ``"iai"``: IAI Hungarian identity assignment over predicted ID probabilities (:mod:`.iai_assign`).
 - ``"naive"``: greedy mask-IoU argmax baseline (:mod:`.naive`).
 """
-from tubelet.trackers.base import (FrameResult, Track, Tracker, build_tracker, list_trackers,
+from tubelet.trackers.base import (ClassScoreSum, FrameResult, Track, Tracker, build_tracker,
+                                   check_tracker, detection_class_scores, list_trackers,
                                    majority_label, register_tracker, tracker_config_class)
 from tubelet.trackers.greedy import GreedyConfig, GreedyTracker, greedy_associate
 from tubelet.trackers.memory_bank import (MemoryBankTracker, MemoryConfig, bi_softmax,
@@ -16,8 +19,9 @@ from tubelet.trackers.memory_bank import (MemoryBankTracker, MemoryConfig, bi_so
 from tubelet.trackers.iai_assign import IAIAssigner, IAIConfig, assign_ids
 from tubelet.trackers.naive import NaiveConfig, NaiveTracker
 
-__all__ = ["FrameResult", "Track", "Tracker", "build_tracker", "list_trackers", "majority_label",
-           "register_tracker", "tracker_config_class", "GreedyConfig", "GreedyTracker",
+__all__ = ["ClassScoreSum", "FrameResult", "Track", "Tracker", "build_tracker", "check_tracker",
+           "detection_class_scores", "list_trackers", "majority_label", "register_tracker",
+           "tracker_config_class", "GreedyConfig", "GreedyTracker",
            "greedy_associate", "MemoryBankTracker", "MemoryConfig", "bi_softmax",
            "memory_embedding", "IAIAssigner", "IAIConfig", "assign_ids", "NaiveConfig",
            "NaiveTracker"]

@@ -30,28 +30,54 @@ Reading of the paper (documented choices):
   class change is never an association. ``class_weight = 0`` is the released code.
 - **LBF margin.** The paper says "greater than a fixed threshold" (strict, the default); the
   released code compares with ``>=`` (``lbf_strict=False``).
+- **Ties in Best Friend.** When several detections share the minimum of a column, only the first
+  (lowest row index) is that column's best friend, as the released code's column argmin; so a
+  track gets at most one detection per frame even with ``lonely_margin = 0``, where LBF would not
+  separate the tied rows.
+- **Category vote ties** (output). With equal counts the released code
+  (``np.bincount(cats).argmax()``) takes the smallest category id; tubelet's rule takes the label
+  with the larger summed confidence (then the smaller id). ``vote_tie="auto"`` (default) uses the
+  released code's rule when ``class_weight == 0`` (the mode that reproduces that code) and
+  tubelet's otherwise; ``"score"`` / ``"smallest_id"`` force one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from tubelet.errors import InputError
 from tubelet.ops.mask_iou import mask_iou_rle
 from tubelet.structures import rle as rle_ops
 from tubelet.structures.instances import FrameInstances, VideoInstances
-from tubelet.trackers.base import FrameResult, Track, Tracker, majority_label, register_tracker
+from tubelet.trackers.base import FrameResult, Track, Tracker, VoteTie, register_tracker
 
 
 @dataclass
 class GreedyConfig:
     score_thr: float = 0.6  # detections with confidence >= this enter the tracker
-    gate: float = 0.99  # τ: best cost >= τ (mask IoU <= 0.01) starts a new track
+    gate_thr: float = 0.99  # τ: best cost >= τ (mask IoU <= 0.01) starts a new track
     lonely_margin: float = 0.01  # γ of the Lonely Best Friend test
     lbf_strict: bool = True  # paper: margin "greater than" γ; released code: >= (False)
     class_weight: float = 1.0  # cost added when labels differ (paper "class + mask IoU"); 0 = code
     min_valid_frames: int = 3  # output keeps tracks with MORE than this many valid frames
-    min_mean_score: float = 0.6  # output keeps tracks with mean confidence > this
+    mean_score_thr: float = 0.6  # output keeps tracks with mean confidence > this
+    # category-vote tie rule: auto = smallest_id when class_weight == 0 (released code), else score
+    vote_tie: Literal["auto", "score", "smallest_id"] = "auto"
+
+    def __post_init__(self) -> None:
+        # InputError, not ValueError: a YAML / key=value typo is reported by the CLI in one line
+        if self.vote_tie not in ("auto", "score", "smallest_id"):
+            raise InputError(f"expected auto, score or smallest_id, got {self.vote_tie!r}",
+                             None, None, "vote_tie")
+
+    @property
+    def resolved_vote_tie(self) -> VoteTie:
+        """The tie rule ``vote_tie`` stands for (``"auto"`` resolved by ``class_weight``)."""
+        if self.vote_tie == "auto":
+            return "smallest_id" if self.class_weight == 0 else "score"
+        return self.vote_tie
 
 
 def _second_min(a: np.ndarray, axis: int) -> np.ndarray:
@@ -63,12 +89,14 @@ def _second_min(a: np.ndarray, axis: int) -> np.ndarray:
     return np.partition(a, 1, axis=axis).take(1, axis=axis)
 
 
-def greedy_associate(cost: np.ndarray, gate: float = 0.99, margin: float = 0.01,
+def greedy_associate(cost: np.ndarray, gate_thr: float = 0.99, margin: float = 0.01,
                      strict: bool = True) -> np.ndarray:
     """Gating + Best Friend + Lonely Best Friend on one cost matrix (one pass).
 
     Args:
         cost: ``[N, M]`` association cost (detections x tracks), lower is better.
+        gate_thr: τ; a detection whose best cost is >= τ starts a new track.
+        margin: γ of the Lonely Best Friend test; strict: compare the gaps with > (else >=).
     Returns:
         ``[N]`` int64: the matched column, -1 for "start a new track" (gated, or M = 0),
         -2 for "doubtful" (dropped).
@@ -79,9 +107,10 @@ def greedy_associate(cost: np.ndarray, gate: float = 0.99, margin: float = 0.01,
         return out
     best = cost.argmin(1)  # [N]
     a = cost[np.arange(n), best]  # [N]
-    gated = a >= gate
-    col_min = cost.min(0)  # [M]
-    bf = a <= col_min[best]  # row minimum that is also its column's minimum
+    gated = a >= gate_thr
+    # best friend: row i is its column's argmin; argmin picks the first of tied rows, so each
+    # column has one best friend (one-to-one even when LBF lets ties through, margin 0)
+    bf = cost.argmin(0)[best] == np.arange(n)  # [N]
     row_gap = _second_min(cost, 1) - a  # [N]
     col_gap = _second_min(cost, 0)[best] - a  # [N]
     lbf = (row_gap > margin) & (col_gap > margin) if strict else \
@@ -94,9 +123,7 @@ def greedy_associate(cost: np.ndarray, gate: float = 0.99, margin: float = 0.01,
 class GreedyTracker(Tracker):
     """YOLOv4+1seg greedy tracker. Tracks never expire; see the module docstring."""
 
-    def __init__(self, cfg: GreedyConfig | None = None, category_ids=None):
-        self.cfg = cfg or GreedyConfig()
-        super().__init__(category_ids)
+    cfg: GreedyConfig
 
     def reset(self) -> None:
         super().reset()
@@ -111,13 +138,12 @@ class GreedyTracker(Tracker):
             cost = cost + self.cfg.class_weight * (labels[:, None] != track_lab[None, :])
         return cost
 
-    def update(self, frame: FrameInstances) -> FrameResult:
-        t = self._begin_frame(frame)
-        res = FrameResult.dropped(t, len(frame))
+    def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
+        t = res.frame_index
         idx = np.nonzero(frame.scores >= self.cfg.score_thr)[0]  # detections entering the tracker
         rles = rle_ops.encode_many(frame.masks[idx])
         labels = frame.labels[idx]
-        assign = greedy_associate(self.cost_matrix(rles, labels), self.cfg.gate,
+        assign = greedy_associate(self.cost_matrix(rles, labels), self.cfg.gate_thr,
                                   self.cfg.lonely_margin, self.cfg.lbf_strict)
         for k, (i, j) in enumerate(zip(idx, assign)):
             if j == -2:  # doubtful
@@ -128,19 +154,11 @@ class GreedyTracker(Tracker):
                 res.new[i] = True
             self.tracks[j].add(t, rles[k], frame.scores[i], labels[k])
             res.track_ids[i] = self.tracks[j].track_id
-        self._end_frame()
-        return res
 
     def finalize(self) -> VideoInstances:
-        """Tracks with > ``min_valid_frames`` valid frames and mean confidence > ``min_mean_score``;
-        category = majority vote over frames, score = mean confidence."""
-        length = self.frame_index
-        keep = [tr for tr in self.tracks if tr.num_valid > self.cfg.min_valid_frames
-                and float(np.mean(tr.scores)) > self.cfg.min_mean_score]
-        if not keep:
-            return self._empty_video()
-        return VideoInstances(self.height, self.width, length,
-                              [tr.mask_list(length) for tr in keep],
-                              [float(np.mean(tr.scores)) for tr in keep],
-                              [majority_label(tr.labels, tr.scores) for tr in keep],
-                              [tr.track_id for tr in keep])
+        """Tracks with > ``min_valid_frames`` valid frames and mean confidence > ``mean_score_thr``;
+        category = majority vote over frames (ties: ``vote_tie``), score = mean confidence."""
+        return self._track_video([tr for tr in self.tracks
+                                  if tr.num_valid > self.cfg.min_valid_frames
+                                  and float(np.mean(tr.scores)) > self.cfg.mean_score_thr],
+                                 self.cfg.resolved_vote_tie)

@@ -5,7 +5,7 @@ instances seen before, slot K-1 means "new" (K = 20 on YouTube-VIS 2019, 25 on 2
 IDs must be unique within a frame, so they are assigned with the Hungarian algorithm::
 
     cost = -[P[:, 0..K-2] | P[:, K-1] repeated N times]                    # [N, K - 1 + N]
-    (rows, cols) = linear_sum_assignment(cost)
+    (rows, cols) = hungarian(cost)                                        # tubelet.ops
 
 The "new" column is replicated so several detections can be new in one frame. A detection
 assigned to a slot that no instance holds yet (slot >= S, the number of IDs handed out) is new
@@ -16,18 +16,20 @@ a Hungarian assignment over distinct ID columns; the code still guards against t
 
 Video output: per ID, the class probability (the method passes class x centerness in
 ``class_probs``) summed over the frames where the ID appears and divided by T (frames without
-the ID count as 0); the top 10 (ID, class) pairs with score > 0.05.
+the ID count as 0); the top 10 (ID, class) pairs with score > 0.05. Without ``class_probs`` a
+detection counts its confidence for its label (:func:`.base.detection_class_scores`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from tubelet.ops.hungarian import hungarian
 from tubelet.structures import rle as rle_ops
 from tubelet.structures.instances import FrameInstances, VideoInstances
-from tubelet.trackers.base import FrameResult, Track, Tracker, class_records, register_tracker
+from tubelet.trackers.base import (ClassScoreSum, FrameResult, Track, Tracker, class_records,
+                                   register_tracker)
 
 
 @dataclass
@@ -56,7 +58,7 @@ def assign_ids(id_probs: np.ndarray, num_assigned: int) -> tuple[np.ndarray, np.
     if k < 2:
         raise ValueError(f"id_probs needs at least 2 columns (one ID and 'new'), got {k}")
     cost = -np.concatenate([p[:, :k - 1], np.repeat(p[:, k - 1:], n, axis=1)], axis=1)
-    rows, cols = linear_sum_assignment(cost)  # every row is assigned (columns >= rows)
+    rows, cols = hungarian(cost)  # every row is assigned (K - 1 + N columns >= N rows)
     used: set[int] = set()
     for r, c in zip(rows, cols):
         if c < min(num_assigned, k - 1) and c not in used:
@@ -71,14 +73,13 @@ def assign_ids(id_probs: np.ndarray, num_assigned: int) -> tuple[np.ndarray, np.
 class IAIAssigner(Tracker):
     """IAI identity assigner over ``FrameInstances.id_probs`` ``[N, K]``."""
 
-    def __init__(self, cfg: IAIConfig | None = None, category_ids=None):
-        self.cfg = cfg or IAIConfig()
-        super().__init__(category_ids)
+    cfg: IAIConfig
+    requires = frozenset({"id_probs"})  # class_probs optional: label-only frames vote their score
 
     def reset(self) -> None:
         super().reset()
         self.tracks: dict[int, Track] = {}  # ID -> record
-        self.prob_sum: dict[int, np.ndarray | dict[int, float]] = {}
+        self.class_sums: dict[int, ClassScoreSum] = {}  # ID -> class scores summed over frames
         self.num_ids = self.cfg.num_ids
 
     @property
@@ -86,14 +87,10 @@ class IAIAssigner(Tracker):
         """S: IDs handed out so far (the next new ID)."""
         return len(self.tracks)
 
-    def update(self, frame: FrameInstances) -> FrameResult:
-        t = self._begin_frame(frame)
-        res = FrameResult.dropped(t, len(frame))
+    def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
+        t = res.frame_index
         if len(frame) == 0:
-            self._end_frame()
-            return res
-        if frame.id_probs is None:
-            raise ValueError("the IAI assigner needs FrameInstances.id_probs")
+            return
         k = frame.id_probs.shape[1]
         if self.num_ids is None:
             self.num_ids = k
@@ -108,28 +105,14 @@ class IAIAssigner(Tracker):
                     continue  # every ID 0..K-2 is taken: discard the newcomer
                 tid = self.num_assigned
                 self.tracks[tid] = Track(tid)
+                self.class_sums[tid] = ClassScoreSum()
                 res.new[i] = True
             self.tracks[tid].add(t, rles[i], frame.scores[i], frame.labels[i])
             res.track_ids[i] = tid
-            row = frame.class_probs[i] if frame.class_probs is not None else \
-                {int(frame.labels[i]): float(frame.scores[i])}
-            acc = self.prob_sum.get(tid)
-            if isinstance(row, dict):
-                acc = dict(acc or {})
-                for c, v in row.items():
-                    acc[c] = acc.get(c, 0.0) + v
-            else:
-                acc = row.copy() if acc is None else acc + row
-            self.prob_sum[tid] = acc
-        self._end_frame()
-        return res
+            self.class_sums[tid].add(frame, i)
 
     def finalize(self) -> VideoInstances:
         """Top ``top_k`` (ID, class) pairs of the class probability averaged over all T frames."""
         length = self.frame_index
-        per_track = []
-        for tid, tr in self.tracks.items():
-            acc = self.prob_sum[tid]
-            avg = {c: v / length for c, v in acc.items()} if isinstance(acc, dict) else acc / length
-            per_track.append((tr, avg))
+        per_track = [(tr, self.class_sums[tid].mean(length)) for tid, tr in self.tracks.items()]
         return class_records(per_track, self, length, self.cfg.output_thr, self.cfg.top_k)

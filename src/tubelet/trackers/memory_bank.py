@@ -27,9 +27,11 @@ Choices (documented):
 - **Memory** is bounded: L (embedding, score) pairs per live track, the running sum of class
   distributions, and the per-frame RLE masks (the output itself). Closed tracks drop their
   embeddings.
-- **Pre-association filters** (Sec. "Inference" of the notes): score > ``min_score`` (the top
+- **Pre-association filters** (Sec. "Inference" of the notes): score > ``score_thr`` (the top
   detection is kept if none passes), class-aware box NMS 0.9 when boxes are given
   (torchvision, suppresses IoU > thr), class-agnostic mask NMS 0.5 (suppresses IoU >= thr).
+- **Inputs.** Needs ``embeddings``; ``boxes`` are optional (no box NMS without them) and so are
+  ``class_probs`` (without them a detection votes its confidence for its label).
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ from tubelet.ops.mask_iou import mask_iou_rle
 from tubelet.ops.seq_nms import nms_from_iou
 from tubelet.structures import rle as rle_ops
 from tubelet.structures.instances import FrameInstances, VideoInstances
-from tubelet.trackers.base import FrameResult, Track, Tracker, class_records, register_tracker
+from tubelet.trackers.base import (ClassScoreSum, FrameResult, Track, Tracker, class_records,
+                                   register_tracker)
 
 
 @dataclass
@@ -52,14 +55,14 @@ class MemoryConfig:
     temporal_weight: bool = True  # add k/L to each embedding's weight (newest = 1)
     match_thr: float = 0.5  # match when the best bi-softmax score is > this
     birth_thr: float = 0.2  # unmatched detection with score > this starts a track (OVIS: 0.3)
-    backdrop_iou: float = 0.05  # backdrop only if mask IoU < this with all higher-scoring dets
+    backdrop_iou_thr: float = 0.05  # backdrop only if mask IoU < this with all higher-scoring dets
     backdrop_frames: int = 1  # frames a backdrop embedding stays in the bank
     max_missed: int = 10  # a track unmatched for this many consecutive frames is closed
     short_after: int = 8  # short-track deletion applies from frame index > this
     short_min_valid: int = 3  # ... to tracks with fewer valid frames than this
-    min_score: float = 0.1  # pre-filter: keep detections with score > this (top-1 if none)
-    box_nms_iou: float = 0.9  # class-aware box NMS before association (if boxes are given)
-    mask_nms_iou: float = 0.5  # class-agnostic mask NMS before association (OVIS: 0.3)
+    score_thr: float = 0.1  # pre-filter: keep detections with score > this (top-1 if none)
+    box_nms_thr: float = 0.9  # class-aware box NMS before association (if boxes are given)
+    mask_nms_thr: float = 0.5  # class-agnostic mask NMS before association (OVIS: 0.3)
     output_thr: float = 0.05  # one output record per (track, class) with probability > this
 
 
@@ -95,7 +98,7 @@ class _MemTrack(Track):
     def __init__(self, track_id: int, memory_length: int):
         super().__init__(track_id)
         self.bank: deque[tuple[np.ndarray, float]] = deque(maxlen=memory_length)
-        self.prob_sum: np.ndarray | dict[int, float] | None = None
+        self.class_sum = ClassScoreSum()  # class scores summed over the matched frames
         self.closed = False
 
 
@@ -103,9 +106,8 @@ class _MemTrack(Track):
 class MemoryBankTracker(Tracker):
     """Contrastive memory-bank tracker (needs ``FrameInstances.embeddings``)."""
 
-    def __init__(self, cfg: MemoryConfig | None = None, category_ids=None):
-        self.cfg = cfg or MemoryConfig()
-        super().__init__(category_ids)
+    cfg: MemoryConfig
+    requires = frozenset({"embeddings"})  # boxes, class_probs: optional (module docstring)
 
     def reset(self) -> None:
         super().reset()
@@ -124,16 +126,16 @@ class MemoryBankTracker(Tracker):
         n = len(frame)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        idx = np.nonzero(frame.scores > self.cfg.min_score)[0]
+        idx = np.nonzero(frame.scores > self.cfg.score_thr)[0]
         if len(idx) == 0:
             idx = np.array([int(np.argmax(frame.scores))])
         if frame.boxes is not None and len(idx) > 1:
             from torchvision.ops import batched_nms  # lazy: torchvision only when boxes are given
             keep = batched_nms(torch.as_tensor(frame.boxes[idx], dtype=torch.float32),
                                torch.as_tensor(frame.scores[idx], dtype=torch.float32),
-                               torch.as_tensor(frame.labels[idx]), self.cfg.box_nms_iou)
+                               torch.as_tensor(frame.labels[idx]), self.cfg.box_nms_thr)
             idx = idx[keep.numpy()]
-        return idx[nms_from_iou(frame.scores[idx], iou[np.ix_(idx, idx)], self.cfg.mask_nms_iou)]
+        return idx[nms_from_iou(frame.scores[idx], iou[np.ix_(idx, idx)], self.cfg.mask_nms_thr)]
 
     # ------------------------------------------------------------------ association
     def live_tracks(self) -> list[_MemTrack]:
@@ -148,29 +150,13 @@ class MemoryBankTracker(Tracker):
         rows += [e for frame_bd in self.backdrops for e in frame_bd]
         return live, (np.stack(rows) if rows else np.zeros((0, 0)))
 
-    def _class_row(self, frame: FrameInstances, i: int):
-        if frame.class_probs is not None:
-            return frame.class_probs[i]
-        return {int(frame.labels[i]): float(frame.scores[i])}  # label-only input: score at label
-
     def _add(self, tr: _MemTrack, frame: FrameInstances, t: int, i: int, rle: dict) -> None:
         tr.add(t, rle, frame.scores[i], frame.labels[i])
         tr.bank.append((frame.embeddings[i].copy(), float(frame.scores[i])))
-        row = self._class_row(frame, i)
-        if isinstance(row, dict):
-            tr.prob_sum = dict(tr.prob_sum or {})
-            for k, v in row.items():
-                tr.prob_sum[k] = tr.prob_sum.get(k, 0.0) + v
-        else:
-            if isinstance(tr.prob_sum, dict):
-                raise ValueError("a track got both class_probs and label-only detections")
-            tr.prob_sum = row.copy() if tr.prob_sum is None else tr.prob_sum + row
+        tr.class_sum.add(frame, i)
 
-    def update(self, frame: FrameInstances) -> FrameResult:
-        t = self._begin_frame(frame)
-        res = FrameResult.dropped(t, len(frame))
-        if len(frame) and frame.embeddings is None:
-            raise ValueError("the memory tracker needs FrameInstances.embeddings")
+    def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
+        t = res.frame_index
         cfg = self.cfg
         for tr in self.live_tracks():  # deaths: missed frames last+1 .. t-1
             if t - 1 - tr.last_frame >= cfg.max_missed:
@@ -198,24 +184,16 @@ class MemoryBankTracker(Tracker):
                 self.tracks.append(tr)
                 self._add(tr, frame, t, i, rles[i])
                 res.track_ids[i], res.new[i] = tr.track_id, True
-            elif k == 0 or ious[k, :k].max() < cfg.backdrop_iou:
+            elif k == 0 or ious[k, :k].max() < cfg.backdrop_iou_thr:
                 new_backdrops.append(frame.embeddings[i].copy())
         if cfg.backdrop_frames > 0:
             self.backdrops.append(new_backdrops)
         if t > cfg.short_after:  # short-track deletion
             self.tracks = [tr for tr in self.tracks if tr.closed or not (
                 tr.last_frame < t - 1 and tr.num_valid < cfg.short_min_valid)]
-        self._end_frame()
-        return res
 
     def finalize(self) -> VideoInstances:
         """One record per (track, class) with mean class probability over matched frames > 0.05."""
-        per_track = []
-        for tr in self.tracks:
-            if tr.prob_sum is None:
-                continue
-            if isinstance(tr.prob_sum, dict):
-                per_track.append((tr, {k: v / tr.num_valid for k, v in tr.prob_sum.items()}))
-            else:
-                per_track.append((tr, tr.prob_sum / tr.num_valid))
+        # every kept track was matched at least once (a track is born matched): num_valid >= 1
+        per_track = [(tr, tr.class_sum.mean(tr.num_valid)) for tr in self.tracks]
         return class_records(per_track, self, self.frame_index, self.cfg.output_thr)

@@ -2,10 +2,11 @@
 
 Per frame, detections in descending score order each take the still-free track whose last valid
 mask has the highest IoU with it, if that IoU is > ``iou_thr``; otherwise they start a new track.
-Tracks never expire. Output: every track, category = majority vote, score = mean confidence.
+Tracks never expire. Output: tracks with more than ``min_valid_frames`` valid frames, category =
+majority vote (ties: larger summed confidence), score = mean confidence.
 It exists as the reference point the paper trackers are compared against: its defaults equal
-the greedy tracker's (confidence 0.6, gate IoU > 0.01 i.e. tau = 0.99, more than 3 valid frames),
-so the comparison isolates Best Friend / Lonely Best Friend rather than a threshold.
+the greedy tracker's (confidence 0.6, IoU > 0.01 i.e. ``gate_thr`` = 0.99, more than 3 valid
+frames), so the comparison isolates Best Friend / Lonely Best Friend rather than a threshold.
 """
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ import numpy as np
 from tubelet.ops.mask_iou import mask_iou_rle
 from tubelet.structures import rle as rle_ops
 from tubelet.structures.instances import FrameInstances, VideoInstances
-from tubelet.trackers.base import FrameResult, Track, Tracker, majority_label, register_tracker
+from tubelet.trackers.base import FrameResult, Track, Tracker, register_tracker
 
 
 @dataclass
 class NaiveConfig:
     score_thr: float = 0.6  # detections with confidence >= this enter the tracker (as greedy)
-    iou_thr: float = 0.01  # continue a track only when mask IoU > this (greedy's gate 1 - tau)
+    iou_thr: float = 0.01  # continue a track only when mask IoU > this (greedy's 1 - gate_thr)
     min_valid_frames: int = 3  # output keeps tracks with MORE than this many valid frames (as greedy)
 
 
@@ -30,17 +31,14 @@ class NaiveConfig:
 class NaiveTracker(Tracker):
     """Greedy IoU-argmax association (the baseline)."""
 
-    def __init__(self, cfg: NaiveConfig | None = None, category_ids=None):
-        self.cfg = cfg or NaiveConfig()
-        super().__init__(category_ids)
+    cfg: NaiveConfig
 
     def reset(self) -> None:
         super().reset()
         self.tracks: list[Track] = []
 
-    def update(self, frame: FrameInstances) -> FrameResult:
-        t = self._begin_frame(frame)
-        res = FrameResult.dropped(t, len(frame))
+    def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
+        t = res.frame_index
         idx = np.nonzero(frame.scores >= self.cfg.score_thr)[0]
         idx = idx[np.argsort(-frame.scores[idx], kind="stable")]  # descending score
         rles = rle_ops.encode_many(frame.masks[idx])
@@ -56,16 +54,7 @@ class NaiveTracker(Tracker):
                 free[j] = False
             self.tracks[j].add(t, rles[k], frame.scores[i], frame.labels[i])
             res.track_ids[i] = self.tracks[j].track_id
-        self._end_frame()
-        return res
 
     def finalize(self) -> VideoInstances:
-        length = self.frame_index
-        keep = [tr for tr in self.tracks if tr.num_valid > self.cfg.min_valid_frames]
-        if not keep:
-            return self._empty_video()
-        return VideoInstances(self.height, self.width, length,
-                              [tr.mask_list(length) for tr in keep],
-                              [float(np.mean(tr.scores)) for tr in keep],
-                              [majority_label(tr.labels, tr.scores) for tr in keep],
-                              [tr.track_id for tr in keep])
+        return self._track_video([tr for tr in self.tracks
+                                  if tr.num_valid > self.cfg.min_valid_frames])

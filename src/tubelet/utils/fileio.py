@@ -57,7 +57,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a missing, empty or malformed file raises :class:`InputError`."""
+    """Read a JSON file; a missing, empty or malformed file raises :class:`InputError`.
+
+    ``NaN``, ``Infinity`` and ``-Infinity`` literals parse as floats (Python's ``json.dumps``
+    writes them, so careless producers do): every reader validates its numbers afterwards and
+    names the record and field that holds one, which a parse error could not.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path=str(path))
@@ -67,8 +72,6 @@ def read_json(path: str | os.PathLike) -> Any:
     if not text.strip():
         raise InputError("file is empty", path=str(path))
     try:
-        # NaN/Infinity literals are parsed (Python's json writes them) so the validators can
-        # reject them with the record and field named.
         return json.loads(text)
     except (json.JSONDecodeError, ValueError) as exc:
         raise InputError(f"malformed JSON: {exc}", path=str(path)) from None

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tubelet.methods.track_by_detect import OnlineConfig
 from tubelet.models.condinst.model import CondInstConfig
-from tubelet.trackers.greedy import GreedyConfig
-from tubelet.trackers.memory_bank import MemoryConfig
-from tubelet.trackers.naive import NaiveConfig
 
 
 def _cpu_condinst() -> CondInstConfig:
@@ -15,16 +13,13 @@ def _cpu_condinst() -> CondInstConfig:
     return CondInstConfig(num_classes=10, backbone="mobilenet_v2", pretrained=None,
                           fpn_channels=64, num_convs=2, size_boundaries=(32, 64, 128, 256),
                           mask_branch_channels=64, mask_branch_convs=2, max_proposals=64,
-                          score_thresh=0.05, max_detections=50)
+                          score_thr=0.05, max_detections=50)
 
 
 @dataclass
-class CondInstTrackConfig:
+class CondInstTrackConfig(OnlineConfig):
+    """OnlineConfig (tracker choice and its configs, test resize, normalisation) + these."""
     model: CondInstConfig = field(default_factory=_cpu_condinst)  # the per-frame segmenter
-    tracker: str = "greedy"          # greedy (YOLOv4+1 BF/LBF) | memory (contrastive) | naive
-    greedy: GreedyConfig = field(default_factory=GreedyConfig)
-    memory: MemoryConfig = field(default_factory=MemoryConfig)
-    naive: NaiveConfig = field(default_factory=NaiveConfig)
     embed: bool = False              # train/use the contrastive embedding head (memory tracker)
     embed_dim: int = 128             # D (256 in the paper; 128 on CPU)
     embed_layers: int = 3            # MLP depth (3 in the paper)
@@ -38,7 +33,3 @@ class CondInstTrackConfig:
     # from 27.2 to 13.5 (the per-class duplicates become per-class tracks, i.e. class
     # hypotheses that AP rewards when classes are confusable) and cost ~100 ms per frame.
     pre_track_nms: float = 0.0
-    test_short_side: int = 192       # inference resize: shortest side
-    test_max_size: int = 640         # inference resize: cap on the longest side
-    pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet normalisation
-    pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)

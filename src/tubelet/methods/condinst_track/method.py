@@ -16,47 +16,27 @@ the tracker state (the memory-bank tracker keeps L embeddings per live track).
 """
 from __future__ import annotations
 
-from typing import Generator, Iterable
-
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from tubelet.engine.method import FrameOutput, VISMethod
-from tubelet.engine.registry import register_method
 from tubelet.methods.condinst_track.config import CondInstTrackConfig
+from tubelet.methods.registry import register_method
+from tubelet.methods.track_by_detect import TrackByDetect
 from tubelet.models.condinst.model import CondInst
 from tubelet.models.embed_head import EmbedHead, auxiliary_cosine_loss, contrastive_loss
 from tubelet.ops.seq_nms import mask_nms
-from tubelet.structures import VideoInstances, encode_many
-from tubelet.trackers import build_tracker
+from tubelet.structures import FrameInstances
 
 
-def resize_for_test(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
-    scale = short / min(h, w)
-    if max(h, w) * scale > max_size:
-        scale = max_size / max(h, w)
-    return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-
-
-class CondInstTrack(VISMethod):
+class CondInstTrack(TrackByDetect):
     def __init__(self, cfg: CondInstTrackConfig):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)  # checks cfg.tracker against provided_fields()
         self.segmenter = CondInst.from_config(cfg.model)
         self.embed_head = (EmbedHead(cfg.model.fpn_channels, cfg.embed_dim, cfg.embed_dim,
                                      cfg.embed_layers) if cfg.embed else None)
-        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1) * 255,
-                             persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1) * 255,
-                             persistent=False)
         self.set_categories([(i + 1, f"class{i + 1}") for i in range(cfg.model.num_classes)])
-        if cfg.tracker == "memory" and not cfg.embed:
-            raise ValueError("tracker=memory needs embed=true (the memory bank matches embeddings)")
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B, 3, H, W]`` -> normalised float."""
-        return (images.float() - self.pixel_mean) / self.pixel_std
+    def provided_fields(self) -> set[str]:
+        return {"class_probs", "boxes"} | ({"embeddings"} if self.cfg.embed else set())
 
     # ------------------------------------------------------------------------------ training
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -107,47 +87,13 @@ class CondInstTrack(VISMethod):
             neg.append(torch.cat([er[pos_r[~same]], er[bg]]))
 
     # ------------------------------------------------------------------------------ inference
-    def make_tracker(self):
-        name = self.cfg.tracker
-        cfg = getattr(self.cfg, name, None)
-        return build_tracker(name, cfg, category_ids=self.category_ids.tolist())
-
-    @torch.inference_mode()
-    def detect(self, frame: np.ndarray):
-        """One RGB uint8 ``[H, W, 3]`` frame -> FrameInstances at the frame's size."""
-        h, w = frame.shape[:2]
-        nh, nw = resize_for_test(h, w, self.cfg.test_short_side, self.cfg.test_max_size)
-        img = torch.from_numpy(np.array(frame, dtype=np.uint8)).to(self.pixel_mean.device)
-        img = img.permute(2, 0, 1)[None]  # [1, 3, H, W]
-        if (nh, nw) != (h, w):
-            img = F.interpolate(img.float(), size=(nh, nw), mode="bilinear", align_corners=False)
-        img = self.normalize(img)
-        if self.channels_last:
-            img = img.contiguous(memory_format=torch.channels_last)
-        det = self.segmenter.predict(img, output_sizes=[(h, w)])[0]
-        emb = None
-        if self.embed_head is not None:
-            emb = self.embed_head(det.features)
+    def detect(self, images: torch.Tensor, size: tuple[int, int]) -> FrameInstances:
+        det = self.segmenter.predict(images, output_sizes=[size])[0]
+        emb = self.embed_head(det.features) if self.embed_head is not None else None
         inst = det.to_frame_instances(self.category_ids.tolist(), emb)
         if self.cfg.pre_track_nms > 0 and len(inst) > 1:
             inst = inst[mask_nms(inst.scores, inst.masks, iou_threshold=self.cfg.pre_track_nms)]
         return inst
-
-    def _predict(self, frames: Iterable[np.ndarray]) -> Generator[FrameOutput, None, VideoInstances]:
-        self.eval()
-        tracker = self.make_tracker()
-        tracker.reset()
-        size = None
-        for t, frame in enumerate(frames):
-            size = frame.shape[:2]
-            inst = self.detect(frame)
-            res = tracker.update(inst)
-            keep = res.track_ids >= 0
-            yield FrameOutput(t, encode_many(inst.masks[keep]), res.track_ids[keep],
-                              inst.scores[keep], inst.labels[keep])
-        if size is None:
-            raise ValueError("predict_video got no frames")
-        return tracker.finalize()
 
 
 @register_method("condinst-track", CondInstTrackConfig)

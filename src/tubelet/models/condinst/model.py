@@ -67,7 +67,7 @@ class CondInstConfig:
     rel_coords: bool = True               # relative coordinates into the dynamic head (paper)
     mask_out_stride: int = 4              # stride of the mask output / loss (1/4, paper)
     max_proposals: int = 500              # positives per image used by the mask loss; -1 = all
-    score_thresh: float = 0.05            # inference: class probability threshold
+    score_thr: float = 0.05               # inference: class probability threshold
     pre_nms_topk: int = 1000              # inference: candidates kept per level before NMS
     nms_thresh: float = 0.6               # inference: class-aware box NMS IoU
     max_detections: int = 100             # inference: detections kept per image
@@ -102,9 +102,10 @@ class HeadOutputs:
     mask_stride: int
     image_size: tuple
     box_feats: list | None = None  # per-level box-tower maps when ``controller`` is left lazy
+    pyramid: dict | None = None    # the FPN maps the heads ran on ({"p3": [B, F, H_3, W_3], ...})
 
 
-def _flatten(maps: list[Tensor]) -> Tensor:
+def flatten_levels(maps: list[Tensor]) -> Tensor:
     """Per-level ``[B, K, H_l, W_l]`` -> ``[B, sum_l H_l W_l, K]``."""
     return torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
 
@@ -122,7 +123,7 @@ class CondInst(nn.Module):
                  mask_in_features: tuple = ("p3", "p4", "p5"), mask_branch_channels: int = 128,
                  mask_branch_convs: int = 4, mask_channels: int = 8, dynamic_channels: int = 8,
                  dynamic_layers: int = 3, rel_coords: bool = True, mask_out_stride: int = 4,
-                 max_proposals: int = 500, score_thresh: float = 0.05, pre_nms_topk: int = 1000,
+                 max_proposals: int = 500, score_thr: float = 0.05, pre_nms_topk: int = 1000,
                  nms_thresh: float = 0.6, max_detections: int = 100, mask_thresh: float = 0.5,
                  finders=None):
         super().__init__()
@@ -150,7 +151,7 @@ class CondInst(nn.Module):
         self.num_classes, self.strides = num_classes, strides
         self.center_radius, self.focal_alpha, self.focal_gamma = center_radius, focal_alpha, focal_gamma
         self.mask_out_stride, self.max_proposals = mask_out_stride, max_proposals
-        self.score_thresh, self.pre_nms_topk, self.nms_thresh = score_thresh, pre_nms_topk, nms_thresh
+        self.score_thr, self.pre_nms_topk, self.nms_thresh = score_thr, pre_nms_topk, nms_thresh
         self.max_detections, self.mask_thresh = max_detections, mask_thresh
 
     @classmethod
@@ -164,10 +165,19 @@ class CondInst(nn.Module):
     def forward_heads(self, images: Tensor, lazy_controller: bool = False) -> HeadOutputs:
         """images ``[B, 3, H, W]`` normalised -> :class:`HeadOutputs` (``lazy_controller``: leave
         ``controller`` None and keep the box-tower maps for :meth:`controller_params`)."""
-        pyramid = self.fpn(self.backbone(images))
+        return self.heads_from_features(self.backbone(images), tuple(images.shape[-2:]),
+                                        lazy_controller)
+
+    def heads_from_features(self, feats: dict[str, Tensor], image_size: tuple[int, int],
+                            lazy_controller: bool = False) -> HeadOutputs:
+        """Backbone features ``{"c3": [B, C3, H/8, W/8], ...}`` of a padded ``image_size`` batch
+        -> :class:`HeadOutputs` (the FPN, heads and mask branch). Methods that change the
+        backbone features first (IAI's classification projector on C5) call this directly."""
+        pyramid = self.fpn(feats)
         head = self.head([pyramid[k] for k in self.head_features],
                          with_controller=not lazy_controller)
-        device = images.device
+        ref = head["cls"][0]
+        device = ref.device
         locs, strides, levels, soi, ranges, slices = [], [], [], [], [], []
         start = 0
         for i, (m, s) in enumerate(zip(head["cls"], self.strides)):
@@ -181,19 +191,19 @@ class CondInst(nn.Module):
             slices.append(slice(start, start + n))
             start += n
         if head["controller"]:
-            controller = _flatten(head["controller"])
+            controller = flatten_levels(head["controller"])
         elif head["box_feats"]:
             controller = None
         else:
-            controller = images.new_zeros(images.shape[0], start, 0)
+            controller = ref.new_zeros(ref.shape[0], start, 0)
         return HeadOutputs(
-            cls_logits=_flatten(head["cls"]), box_ltrb=_flatten(head["box"]),
-            ctr_logits=_flatten(head["ctr"])[..., 0], controller=controller,
-            features=_flatten(head["features"]), locations=torch.cat(locs),
+            cls_logits=flatten_levels(head["cls"]), box_ltrb=flatten_levels(head["box"]),
+            ctr_logits=flatten_levels(head["ctr"])[..., 0], controller=controller,
+            features=flatten_levels(head["features"]), locations=torch.cat(locs),
             strides=torch.cat(strides), levels=torch.cat(levels),
             sizes_of_interest=torch.cat(soi), ranges=torch.cat(ranges), level_slices=slices,
             mask_feats=self.mask_branch(pyramid), mask_stride=self.mask_branch.stride,
-            image_size=tuple(images.shape[-2:]), box_feats=head["box_feats"] or None)
+            image_size=tuple(image_size), box_feats=head["box_feats"] or None, pyramid=pyramid)
 
     def controller_params(self, outputs: HeadOutputs, image_index: Tensor,
                           loc_index: Tensor) -> Tensor:
@@ -322,7 +332,7 @@ class CondInst(nn.Module):
         for b in range(batch):
             cand = select_candidates(outputs.cls_logits[b], outputs.ctr_logits[b],
                                      outputs.box_ltrb[b], outputs.locations, outputs.level_slices,
-                                     image_sizes[b], self.score_thresh, self.pre_nms_topk,
+                                     image_sizes[b], self.score_thr, self.pre_nms_topk,
                                      self.nms_thresh, self.max_detections)
             loc = cand.loc_index
             logits = self.mask_logits(outputs, torch.full_like(loc, b), loc)

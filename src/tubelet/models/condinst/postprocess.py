@@ -1,6 +1,6 @@
 """CondInst / FCOS inference: candidate selection, NMS, mask pasting.
 
-Per image: per level, keep (location, class) pairs whose class probability > ``score_thresh``
+Per image: per level, keep (location, class) pairs whose class probability > ``score_thr``
 (0.05), rank them by ``probability * centerness`` and keep the ``pre_nms_topk`` (1000) best; over
 all levels run class-aware box NMS (IoU 0.6, ``torchvision.ops.batched_nms``) and keep the
 ``max_detections`` (100) best. A location may give several detections of different classes.
@@ -8,7 +8,7 @@ The detection score is ``probability * centerness`` (FCOS paper).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -18,10 +18,11 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from tubelet.structures.instances import FrameInstances
+from tubelet.structures.tensor_record import TensorRecord
 
 
 @dataclass
-class Detections:
+class Detections(TensorRecord):
     """Detections of one image (N detections, C classes, F feature width).
 
     Attributes:
@@ -45,14 +46,6 @@ class Detections:
     locations: Tensor
     levels: Tensor
 
-    def __len__(self) -> int:
-        return self.scores.shape[0]
-
-    def __getitem__(self, idx) -> "Detections":
-        return Detections(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
-
-    def to(self, device) -> "Detections":
-        return Detections(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def to_frame_instances(self, category_ids: Sequence[int] | None = None,
                            embeddings: Tensor | None = None):
@@ -83,7 +76,7 @@ class Candidates:
 
 def select_candidates(cls_logits: Tensor, ctr_logits: Tensor, ltrb: Tensor, locations: Tensor,
                       level_slices: Sequence[slice], image_size: tuple[int, int],
-                      score_thresh: float = 0.05, pre_nms_topk: int = 1000,
+                      score_thr: float = 0.05, pre_nms_topk: int = 1000,
                       nms_thresh: float = 0.6, max_detections: int = 100) -> Candidates:
     """FCOS candidate selection + NMS for one image.
 
@@ -100,7 +93,7 @@ def select_candidates(cls_logits: Tensor, ctr_logits: Tensor, ltrb: Tensor, loca
     loc_all, lab_all, score_all = [], [], []
     for sl in level_slices:
         p = probs[sl]  # [L_l, C]
-        loc, lab = torch.nonzero(p > score_thresh, as_tuple=True)
+        loc, lab = torch.nonzero(p > score_thr, as_tuple=True)
         score = p[loc, lab] * ctr[sl][loc]
         if score.numel() > pre_nms_topk:
             score, top = score.topk(pre_nms_topk)

@@ -1,0 +1,78 @@
+"""Build a method from a checkpoint or an exported weights file (its stored config or a given one).
+
+A weights file is a dict ``{"model": state_dict, "meta": {"method", "config" (JSON),
+"categories"}, "ema"?: {"model": state_dict, ...}}``; when it holds EMA weights those are the ones
+loaded for inference (``ema=False`` loads the raw weights).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tubelet.engine.checkpoint import load_checkpoint
+from tubelet.engine.config import experiment_from_dict, load_experiment
+from tubelet.errors import InputError
+from tubelet.methods import build_method
+from tubelet.utils.config import apply_overrides
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+#: the model `tubelet predict` uses when no --weights/--model is given
+BUNDLED = WEIGHTS_DIR / "condinst_track_synth.pt"
+
+
+def load_method(config: str | None, weights: str | None, overrides=(), fuse: bool = True,
+                ema: bool = True):
+    """Build the method from ``config`` (or the config saved with ``weights``) and load weights;
+    ``fuse`` folds BatchNorm into convolutions for inference (``VISMethod.fuse_for_inference``).
+    Returns ``(model, cfg)`` with the model in eval mode."""
+    wpath = Path(weights) if weights else BUNDLED
+    if not wpath.exists():
+        raise InputError("weights not found" + ("" if weights else " (the bundled model is "
+                         "missing from this install; pass --weights)"), str(wpath))
+    model, cfg = method_from_checkpoint(load_checkpoint(wpath), str(wpath), config, overrides,
+                                        ema=ema)
+    model.eval()
+    if fuse:
+        model.fuse_for_inference()
+    return model, cfg
+
+
+def method_from_checkpoint(ck: dict, where: str, config: str | None = None, overrides=(),
+                           ema: bool = True):
+    """The method of a loaded checkpoint, its weights loaded strictly -> ``(model, cfg)``.
+
+    The config is ``config`` (a YAML path or preset) or the one stored with the weights, with
+    ``overrides`` applied; a config whose model does not fit the weights is an InputError.
+    """
+    if not isinstance(ck, dict):
+        raise InputError("not a tubelet weights file (expected a dict)", where)
+    meta = ck.get("meta", {})
+    if not isinstance(meta, dict):
+        raise InputError("malformed meta (expected a dict)", where, field="meta")
+    if config:
+        cfg = load_experiment(config, overrides)
+    elif "config" in meta:
+        try:
+            stored = json.loads(meta["config"])
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"stored config is not JSON: {exc}", where, field="meta.config") \
+                from None
+        cfg = experiment_from_dict(stored, f"{where} (stored config)")
+        cfg = apply_overrides(cfg, list(overrides), "command line") if overrides else cfg
+    else:
+        raise InputError("the weights file holds no config; pass --config", where)
+    model = build_method(cfg.method, cfg.model)
+    state = ck["ema"]["model"] if ema and isinstance(ck.get("ema"), dict) else ck.get("model", ck)
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise InputError(f"weights do not fit the {cfg.method} model: {str(exc)[:400]}",
+                         where) from None
+    cats = meta.get("categories")
+    if cats:
+        try:
+            model.set_categories([(int(c), str(n)) for c, n in cats])
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"malformed categories: {exc}", where, field="meta.categories") \
+                from None
+    return model, cfg

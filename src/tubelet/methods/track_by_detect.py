@@ -1,0 +1,138 @@
+"""The base of every online method: detect each frame, associate with a tracker, emit at once.
+
+A subclass provides only :meth:`TrackByDetect.detect` (one normalised image in, the frame's
+:class:`FrameInstances` out, with embeddings / ID probabilities where it has them) and, when its
+detector depends on the tracker's decisions, :meth:`TrackByDetect.on_tracked` (IAI writes its
+memory with the identities the assigner picked). The base owns resize, normalisation, the
+tracker and the per-frame output loop::
+
+    for t, frame in enumerate(video):
+        inst = self.detect(self.preprocess(frame), frame.shape[:2])   # subclass
+        result = tracker.update(inst)                                  # FrameResult: track ids
+        self.on_tracked(t, inst, result)                               # feedback (optional)
+        yield FrameOutput(...)                                         # the frame's tracked masks
+    return tracker.finalize()                                          # VideoInstances
+
+The tracker is chosen by ``cfg.tracker`` and checked when the model is built: an unknown name,
+or a tracker the detector cannot feed (memory without embeddings, iai without ID
+probabilities), is an :class:`~tubelet.errors.InputError` listing the choices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tubelet.errors import InputError
+from tubelet.methods.base import FrameOutput, VISMethod
+from tubelet.structures import FrameInstances, VideoInstances, encode_many
+from tubelet.trackers import (FrameResult, GreedyConfig, IAIConfig, MemoryConfig, NaiveConfig,
+                              Tracker, build_tracker, check_tracker)
+from tubelet.video import VideoSource
+
+
+@dataclass
+class OnlineConfig:
+    """What every online method's config holds (method configs subclass it)."""
+    tracker: str = "greedy"          # greedy (YOLOv4+1 BF/LBF) | memory (contrastive) | iai | naive
+    greedy: GreedyConfig = field(default_factory=GreedyConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    iai: IAIConfig = field(default_factory=IAIConfig)
+    naive: NaiveConfig = field(default_factory=NaiveConfig)
+    test_short_side: int = 192       # inference resize: shortest side
+    test_max_size: int = 640         # inference resize: cap on the longest side
+    pixel_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet normalisation
+    pixel_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def resize_for_test(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
+    """(h, w) scaled so the short side is ``short`` and the long side at most ``max_size``."""
+    scale = short / min(h, w)
+    if max(h, w) * scale > max_size:
+        scale = max_size / max(h, w)
+    return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+
+
+class TrackByDetect(VISMethod):
+    """Online track-by-detect base. Subclasses call ``super().__init__(cfg)`` first."""
+
+    paradigm = "online"
+
+    def __init__(self, cfg: OnlineConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1) * 255,
+                             persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1) * 255,
+                             persistent=False)
+        try:
+            check_tracker(cfg.tracker, self.provided_fields())
+        except ValueError as exc:
+            raise InputError(str(exc), field="model.tracker") from None
+
+    # ------------------------------------------------------------------ what subclasses provide
+    def provided_fields(self) -> set[str]:
+        """``FrameInstances`` fields :meth:`detect` fills beyond masks/scores/labels, decided by
+        ``self.cfg`` alone (it is called before the subclass builds its layers)."""
+        return {"class_probs"}
+
+    def detect(self, images: torch.Tensor, size: tuple[int, int]) -> FrameInstances:
+        """One normalised image ``[1, 3, h, w]`` -> the frame's detections at ``size`` (H, W)."""
+        raise NotImplementedError
+
+    def on_tracked(self, t: int, inst: FrameInstances, result: FrameResult) -> None:
+        """Called after the tracker decided frame ``t``: ``result.track_ids[i]`` is detection
+        i's identity (-1 dropped). Methods whose detector depends on the identities (IAI's memory)
+        write their state here. Default: nothing."""
+
+    def reset_video(self) -> None:
+        """Forget per-video state before a new video (default: nothing)."""
+
+    # ----------------------------------------------------------------------- what the base owns
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, 3, H, W]`` -> normalised float."""
+        return (images.float() - self.pixel_mean) / self.pixel_std
+
+    def preprocess(self, frame: np.ndarray) -> torch.Tensor:
+        """RGB uint8 ``[H, W, 3]`` -> resized, normalised ``[1, 3, h, w]`` on the model's device."""
+        h, w = frame.shape[:2]
+        nh, nw = resize_for_test(h, w, self.cfg.test_short_side, self.cfg.test_max_size)
+        img = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.uint8))
+        img = img.to(self.pixel_mean.device).permute(2, 0, 1)[None]  # [1, 3, H, W]
+        if (nh, nw) != (h, w):
+            img = F.interpolate(img.float(), size=(nh, nw), mode="bilinear", align_corners=False)
+        img = self.normalize(img)
+        if self.channels_last:
+            img = img.contiguous(memory_format=torch.channels_last)
+        return img
+
+    def make_tracker(self) -> Tracker:
+        name = self.cfg.tracker
+        return build_tracker(name, getattr(self.cfg, name, None),
+                             category_ids=self.category_ids.tolist())
+
+    @torch.inference_mode()
+    def detect_frame(self, frame: np.ndarray) -> FrameInstances:
+        """One RGB uint8 frame ``[H, W, 3]`` -> FrameInstances at the frame's size."""
+        return self.detect(self.preprocess(frame), frame.shape[:2])
+
+    def _predict(self, video: VideoSource) -> Generator[FrameOutput, None, VideoInstances]:
+        self.eval()
+        tracker = self.make_tracker()
+        tracker.reset()
+        self.reset_video()
+        seen = False
+        for t, frame in enumerate(video):
+            seen = True
+            inst = self.detect_frame(frame)
+            res = tracker.update(inst)
+            self.on_tracked(t, inst, res)
+            keep = res.track_ids >= 0
+            yield FrameOutput(t, encode_many(inst.masks[keep]), res.track_ids[keep],
+                              inst.scores[keep], inst.labels[keep])
+        if not seen:
+            raise InputError("the video has no frames", getattr(video, "path", None))
+        return tracker.finalize()

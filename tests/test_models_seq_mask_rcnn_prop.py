@@ -1,0 +1,212 @@
+"""Seq-Prop head pieces: memory read vs loops, soft aggregation and soft IoU by hand, the
+bounded memory's policy, head shapes for both presets."""
+import math
+
+import pytest
+import torch
+
+from tubelet.models.seq_mask_rcnn import (PropagationMemory, SeqPropConfig, SeqPropHead,
+                                          memory_read, soft_aggregate, soft_aggregate_logits,
+                                          soft_iou_loss)
+
+
+
+
+# ------------------------------------------------------------------ memory read
+def ref_memory_read(mk, mv, qk):
+    """Explicit softmax-weighted sum, one object and one query position at a time."""
+    num, d_k, t, h, w = mk.shape
+    d_v = mv.shape[1]
+    out = torch.zeros(num, d_v, h, w, dtype=mk.dtype)
+    for k in range(num):
+        q_all = qk[k] if qk.shape[0] == num else qk[0]
+        for qy in range(h):
+            for qx in range(w):
+                logits, vals = [], []
+                for tt in range(t):
+                    for my in range(h):
+                        for mx in range(w):
+                            dot = sum(float(mk[k, c, tt, my, mx]) * float(q_all[c, qy, qx])
+                                      for c in range(d_k))
+                            logits.append(dot / math.sqrt(d_k))
+                            vals.append(mv[k, :, tt, my, mx])
+                top = max(logits)
+                weights = [math.exp(x - top) for x in logits]
+                total = sum(weights)
+                acc = torch.zeros(d_v, dtype=mk.dtype)
+                for wgt, v in zip(weights, vals):
+                    acc = acc + (wgt / total) * v
+                out[k, :, qy, qx] = acc
+    return out
+
+
+@pytest.mark.parametrize("shared_query", [True, False])
+def test_memory_read_matches_explicit_softmax_sum(shared_query):
+    g = torch.Generator().manual_seed(0)
+    num, d_k, d_v, t, h, w = 2, 3, 4, 2, 2, 3
+    mk = torch.randn(num, d_k, t, h, w, generator=g, dtype=torch.float64)
+    mv = torch.randn(num, d_v, t, h, w, generator=g, dtype=torch.float64)
+    qk = torch.randn(1 if shared_query else num, d_k, h, w, generator=g, dtype=torch.float64)
+    got = memory_read(mk, mv, qk)
+    assert got.shape == (num, d_v, h, w)
+    torch.testing.assert_close(got, ref_memory_read(mk, mv, qk), rtol=1e-10, atol=1e-10)
+
+
+def test_memory_read_single_position_copies_the_value():
+    # one memory position: the softmax weight is 1 whatever the keys
+    mk = torch.randn(1, 4, 1, 1, 1)
+    mv = torch.tensor([1.0, -2.0, 3.0]).reshape(1, 3, 1, 1, 1)
+    got = memory_read(mk, mv, torch.randn(1, 4, 1, 1))
+    torch.testing.assert_close(got.flatten(), torch.tensor([1.0, -2.0, 3.0]))
+
+
+# ------------------------------------------------------------------ soft aggregation
+def test_soft_aggregate_two_objects_two_pixels_by_hand():
+    # pixel A: p = (0.5, 0.5); pixel B: p = (0.8, 0.0)
+    probs = torch.tensor([[0.5, 0.8], [0.5, 0.0]], dtype=torch.float64)  # [K=2, 2 pixels]
+    got = soft_aggregate(probs)
+    assert got.shape == (3, 2)
+    # A: bg = 0.25 -> odds 1/3; objects odds 1, 1; total 7/3 -> (1/7, 3/7, 3/7)
+    torch.testing.assert_close(got[:, 0], torch.tensor([1 / 7, 3 / 7, 3 / 7], dtype=torch.float64))
+    # B: bg = 0.2 * 1.0 -> odds 1/4; object 1 odds 4; object 2 clamped to 1e-7 -> odds e
+    e = 1e-7 / (1 - 1e-7)
+    total = 0.25 + 4 + e
+    torch.testing.assert_close(got[:, 1], torch.tensor([0.25 / total, 4 / total, e / total],
+                                                       dtype=torch.float64))
+    # the logits themselves: log(p / (1 - p)) of (bg, objects)
+    lg = soft_aggregate_logits(probs)
+    torch.testing.assert_close(lg[:, 0], torch.tensor([math.log(1 / 3), 0.0, 0.0],
+                                                      dtype=torch.float64))
+
+
+def test_soft_aggregate_clamps_certain_pixels():
+    got = soft_aggregate(torch.tensor([[1.0], [0.0]]))  # object 1 certain: bg = 0
+    assert torch.isfinite(got).all()
+    assert got[1, 0] > 1 - 1e-6 and got.sum() == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ soft IoU loss
+def test_soft_iou_loss_by_hand():
+    pred = torch.tensor([[0.5, 1.0, 0.0, 0.2], [0.0, 0.5, 0.5, 0.0], [0.3, 0.0, 0.0, 0.0]],
+                        dtype=torch.float64).reshape(3, 2, 2)
+    target = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]).reshape(3, 2, 2).bool()
+    # object 1: min 1.5, max 2.2 -> 7/22; object 2: min 0.5, max 1.5 -> 2/3; object 3 empty
+    got = soft_iou_loss(pred, target, eps=0.0)
+    assert got.item() == pytest.approx((7 / 22 + 2 / 3) / 2, abs=1e-12)
+    # with the empty object kept: its loss is 1 - 0 / 0.3 = 1
+    got_all = soft_iou_loss(pred, target, eps=0.0, skip_empty=False)
+    assert got_all.item() == pytest.approx((7 / 22 + 2 / 3 + 1) / 3, abs=1e-12)
+    # eps enters the denominator of each object
+    assert soft_iou_loss(pred[:1], target[:1], eps=0.1).item() == pytest.approx(1 - 1.5 / 2.3)
+
+
+def test_soft_iou_loss_all_empty_is_zero_with_graph():
+    pred = torch.rand(2, 3, 3, requires_grad=True)
+    loss = soft_iou_loss(pred, torch.zeros(2, 3, 3))
+    loss.backward()
+    assert loss.item() == 0.0 and pred.grad is not None
+
+
+# ------------------------------------------------------------------ bounded memory
+def _slot(frame, k=2):
+    return torch.full((k, 3, 2, 2), float(frame)), torch.full((k, 5, 2, 2), float(-frame))
+
+
+def test_memory_write_rule_forward_and_backward():
+    mem = PropagationMemory(cap=None, mem_step=5)
+    mem.add_key_frame(10, *_slot(10))
+    assert [t for t in range(10, 30) if mem.should_write(t)] == [15, 20, 25]
+    assert [t for t in range(10, -1, -1) if mem.should_write(t)] == [5, 0]
+    every = PropagationMemory(cap=None, mem_step=1)
+    every.add_key_frame(3, *_slot(3))
+    assert [t for t in range(0, 7) if every.should_write(t)] == [0, 1, 2, 4, 5, 6]
+
+
+def test_memory_cap_keeps_key_frame_and_most_recent_writes():
+    mem = PropagationMemory(cap=4, mem_step=2)
+    mem.add_key_frame(10, *_slot(10))
+    for t in range(11, 21):
+        if mem.should_write(t):
+            mem.write(t, *_slot(t))
+    # written 12, 14, 16, 18, 20; room for 3 beside the key frame -> the 3 latest
+    assert mem.frames == [10, 16, 18, 20] and len(mem) == 4
+    keys, values = mem.keys, mem.values
+    assert keys.shape == (2, 3, 4, 2, 2) and values.shape == (2, 5, 4, 2, 2)
+    assert keys[0, 0, :, 0, 0].tolist() == [10, 16, 18, 20]
+    assert values[1, 4, :, 1, 1].tolist() == [-10, -16, -18, -20]
+
+
+def test_memory_unbounded_and_several_key_frames():
+    mem = PropagationMemory(cap=None, mem_step=1)
+    mem.add_key_frame(0, *_slot(0))
+    for t in range(1, 30):
+        mem.write(t, *_slot(t))
+    assert len(mem) == 30
+    two = PropagationMemory(cap=3, mem_step=1)
+    two.add_key_frame(0, *_slot(0))
+    two.add_key_frame(9, *_slot(9))
+    for t in (10, 11, 12):
+        two.write(t, *_slot(t))
+    assert two.frames == [0, 9, 12]  # both key frames survive
+    with pytest.raises(ValueError):
+        two.add_key_frame(20, *_slot(20))  # 3 key frames leave no room under cap 3
+    two.reset()
+    assert len(two) == 0
+
+
+def test_memory_bad_use():
+    with pytest.raises(ValueError):
+        PropagationMemory(cap=1)
+    with pytest.raises(ValueError):
+        PropagationMemory(mem_step=0)
+    mem = PropagationMemory()
+    with pytest.raises(RuntimeError):
+        mem.should_write(3)
+    mem.add_key_frame(0, *_slot(0, k=2))
+    with pytest.raises(ValueError):
+        mem.write(5, *_slot(5, k=3))  # a different object count
+
+
+# ------------------------------------------------------------------ head shapes
+@pytest.mark.parametrize("preset", ["paper", "cpu"])
+def test_seq_prop_head_shapes(preset):
+    torch.manual_seed(0)
+    cfg = getattr(SeqPropConfig, preset)()
+    head = SeqPropHead.from_config(cfg)
+    p2 = torch.randn(1, cfg.in_channels, 8, 10)   # a 32 x 40 padded frame
+    c2 = torch.randn(1, cfg.c2_channels, 8, 10)
+    c3 = torch.randn(1, cfg.c3_channels, 4, 5)
+    masks = (torch.rand(3, 30, 37) > 0.5).float()  # valid frame 30 x 37 inside the padding
+    keys, values = head.encode_memory(p2, masks)
+    assert keys.shape == (3, cfg.key_channels, 2, 3)
+    assert values.shape == (3, cfg.value_channels, 2, 3)
+    q_keys, q_values = head.encode_query(p2)
+    assert q_keys.shape == (1, cfg.key_channels, 2, 3)
+    probs = head(keys[:, :, None], values[:, :, None], p2, c3, c2)
+    assert probs.shape == (3, 32, 40)
+    assert ((probs >= 0) & (probs <= 1)).all()
+    cropped = head(torch.stack([keys, keys], 2), torch.stack([values, values], 2), p2, c3, c2,
+                   out_size=(30, 37))
+    assert cropped.shape == (3, 30, 37)
+    # objects are independent batch elements sharing the query: object 0 alone gives the same
+    alone = head(keys[:1, :, None], values[:1, :, None], p2, c3, c2)
+    torch.testing.assert_close(alone[0], probs[0], rtol=1e-4, atol=1e-5)
+
+
+def test_seq_prop_trains_through_aggregation_and_loss():
+    torch.manual_seed(0)
+    cfg = SeqPropConfig.cpu()
+    head = SeqPropHead.from_config(cfg)
+    p2 = torch.randn(1, cfg.in_channels, 8, 8)
+    masks = torch.zeros(2, 32, 32)
+    masks[0, :16], masks[1, 16:] = 1, 1
+    keys, values = head.encode_memory(p2, masks)
+    probs = head(keys[:, :, None], values[:, :, None], p2, torch.randn(1, cfg.c3_channels, 4, 4),
+                 torch.randn(1, cfg.c2_channels, 8, 8))
+    agg = soft_aggregate(probs)
+    assert agg.shape == (3, 32, 32)
+    torch.testing.assert_close(agg.sum(0), torch.ones(32, 32))
+    loss = soft_iou_loss(agg[1:], masks.bool())
+    loss.backward()
+    assert torch.isfinite(loss) and head.mask_embed.weight.grad is not None
+    assert head.query_encoder.key.weight.grad.abs().sum() > 0
