@@ -165,7 +165,7 @@ def test_training_forward_rejects_missing_ids():
 
 def test_detect_and_write_memory():
     torch.manual_seed(1)
-    model = _tiny(cls_thresh=0.0, id_thresh=0.0, max_detections=5).train()
+    model = _tiny(cls_thr=0.0, id_thr=0.0, max_detections=5).train()
     state = model.new_state()
     image = torch.randn(1, 3, 64, 96)
     dets = model.detect(image, state, image_size=(60, 90), output_size=(30, 45))

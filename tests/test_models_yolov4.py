@@ -66,8 +66,12 @@ def test_cpu_config_training_losses_and_gradients():
     assert terms.valid[:, LOSS_NAMES.index("mask")].any()
     # untrained: w = 0, so each valid term is raw / 2
     assert torch.allclose(terms.terms, torch.where(terms.valid, terms.raw / 2, 0.0))
-    losses = model(img, targets)
-    assert set(losses) == {f"loss_{n}" for n in LOSS_NAMES}
+    out = model(img, targets)
+    assert set(out) == {f"{k}_{n}" for n in LOSS_NAMES for k in ("loss", "raw")}
+    raw = torch.where(terms.valid, terms.raw, 0.0).sum(0)
+    for j, n in enumerate(LOSS_NAMES):  # logging values: unweighted, detached
+        assert torch.allclose(out[f"raw_{n}"], raw[j]) and not out[f"raw_{n}"].requires_grad
+    losses = {k: v for k, v in out.items() if k.startswith("loss")}
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
@@ -192,8 +196,8 @@ def test_degenerate_boxes_are_dropped_from_the_targets():
     t["boxes"] = torch.cat([t["boxes"], torch.tensor([[5.0, 5, 5, 9]])])  # zero width
     t["labels"] = torch.cat([t["labels"], torch.tensor([1])])
     t["masks"] = torch.cat([t["masks"], torch.zeros(1, 64, 96, dtype=torch.bool)])
-    losses = model(img, [t, targets[1]])
-    assert all(torch.isfinite(v) for v in losses.values())
+    out = model(img, [t, targets[1]])
+    assert all(torch.isfinite(v) for v in out.values())
 
 
 def test_every_batchnorm_folds_for_cpu_inference():

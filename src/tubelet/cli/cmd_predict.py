@@ -16,7 +16,10 @@ def register(sub) -> None:
     p.add_argument("--overlay", action="store_true", help="also write an overlay mp4 per video")
     p.add_argument("--png", action="store_true", help="also write per-frame track-id PNGs")
     p.add_argument("--max-videos", type=int, default=0, help="dataset: first N videos only")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (a line per finished video / log period instead)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op CPU threads (default: torch's choice)")
     p.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. model.tracker=memory)")
     p.set_defaults(func=run)
     from tubelet.cli.main import allow_intermixed
@@ -24,6 +27,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from tubelet.cli.main import set_threads
+    set_threads(args.threads)
     from tubelet.engine.loading import load_method
     from tubelet.engine.predict import predict_to_folder
     model, _ = load_method(args.config, args.weights, args.overrides)

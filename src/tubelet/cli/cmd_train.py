@@ -11,7 +11,10 @@ def register(sub) -> None:
     p.add_argument("--config", required=True, help="YAML path or preset name under configs/")
     p.add_argument("--out", default=None, help="run folder (default runs/<config stem>)")
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/last.pt")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (a line per finished video / log period instead)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op CPU threads (default: torch's choice)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-3")
     p.set_defaults(func=run)
     from tubelet.cli.main import allow_intermixed
@@ -19,6 +22,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from tubelet.cli.main import set_threads
+    set_threads(args.threads)
     from pathlib import Path
 
     from tubelet.engine import dist

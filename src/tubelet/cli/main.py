@@ -33,6 +33,15 @@ def allow_intermixed(p: argparse.ArgumentParser) -> None:
     p.parse_known_args = parse_known_args
 
 
+def set_threads(n: int) -> None:
+    """``--threads N``: torch's intra-op CPU threads (0 = leave torch's default)."""
+    if n < 0:
+        raise InputError(f"must be >= 0, got {n}", field="--threads")
+    if n:
+        import torch
+        torch.set_num_threads(n)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tubelet", description="Video instance segmentation toolkit.")
     from tubelet import __version__

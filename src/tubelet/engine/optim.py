@@ -13,12 +13,15 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalRe
 
 
 def _no_decay_names(model: nn.Module) -> set[str]:
-    """Names of biases and of every normalisation layer's parameters."""
+    """Names of biases, of every normalisation layer's parameters, and of the parameters a module
+    lists in its ``no_weight_decay`` attribute (a set of its own parameter names, e.g. learnable
+    loss-balancing weights)."""
     names = set()
     for mod_name, mod in model.named_modules():
+        extra = set(getattr(mod, "no_weight_decay", ()))
         for p_name, _ in mod.named_parameters(recurse=False):
             full = f"{mod_name}.{p_name}" if mod_name else p_name
-            if isinstance(mod, _NORMS) or p_name == "bias":
+            if isinstance(mod, _NORMS) or p_name == "bias" or p_name in extra:
                 names.add(full)
     return names
 

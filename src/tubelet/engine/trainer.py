@@ -195,8 +195,12 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
             bar.update(1)
             bar.set_postfix(loss=f"{total:.3f}")
             if step % t.log_every == 0 or step == t.max_iters:
+                ips = images_seen / max(time.time() - t0, 1e-9)
                 logger.log(step, {"lr": optimizer.param_groups[0]["lr"], "loss": total, **acc,
-                                  "images_per_s": images_seen / max(time.time() - t0, 1e-9)})
+                                  "images_per_s": ips})
+                if main and not progress:  # a long run without a bar still shows it is alive
+                    print(f"step {step}/{t.max_iters} loss {total:.4f} ({ips:.2f} images/s)",
+                          flush=True)
             if t.eval_every and step % t.eval_every == 0 and cfg.data.val_json:
                 _evaluate(ema.module if ema else model, cfg, logger, step, main)
                 net.train()

@@ -63,14 +63,14 @@ class IAICondInstConfig:
     memory_cap: int | None = 16       # global entries kept (None = unbounded, the original)
     id_prior_prob: float = 0.01       # ID logits' initial probability
     id_loss_weight: float = 1.0       # weight of the ID loss (1, Eq. 3)
-    cls_thresh: float = 0.1           # inference: best class probability > this
-    id_thresh: float = 0.1            # inference: best ID probability > this
+    cls_thr: float = 0.1              # inference: best class probability > this
+    id_thr: float = 0.1               # inference: best ID probability > this
     pre_nms_topk: int = 1000          # inference: candidates before NMS
-    nms_thresh: float = 0.5           # inference: class-agnostic box NMS IoU
+    nms_thr: float = 0.5              # inference: class-agnostic box NMS IoU
     max_detections: int = 10          # inference: detections per frame
     max_mask_lost: float = 0.9        # inference: drop a mask losing more than this to better ones
-    first_frame_weights: tuple = (1.0, 0.5)  # ranking (cls, id) weights on the first frame
-    later_weights: tuple = (0.5, 1.0)        # ... on later frames
+    first_frame_weights: tuple[float, float] = (1.0, 0.5)  # ranking (cls, id) weights, frame 0
+    later_weights: tuple[float, float] = (0.5, 1.0)        # ... on later frames
 
     @classmethod
     def paper(cls, num_classes: int = 40,
@@ -126,10 +126,11 @@ class IAICondInst(nn.Module):
                  drop_path: float = 0.1, use_association: bool = True, use_global: bool = True,
                  use_local: bool = True, use_projector: bool = True, memory_every: int = 3,
                  memory_cap: int | None = 16, id_prior_prob: float = 0.01,
-                 id_loss_weight: float = 1.0, cls_thresh: float = 0.1, id_thresh: float = 0.1,
-                 pre_nms_topk: int = 1000, nms_thresh: float = 0.5, max_detections: int = 10,
-                 max_mask_lost: float = 0.9, first_frame_weights: tuple = (1.0, 0.5),
-                 later_weights: tuple = (0.5, 1.0)):
+                 id_loss_weight: float = 1.0, cls_thr: float = 0.1, id_thr: float = 0.1,
+                 pre_nms_topk: int = 1000, nms_thr: float = 0.5, max_detections: int = 10,
+                 max_mask_lost: float = 0.9,
+                 first_frame_weights: tuple[float, float] = (1.0, 0.5),
+                 later_weights: tuple[float, float] = (0.5, 1.0)):
         super().__init__()
         self.condinst = condinst
         self.num_ids = num_ids
@@ -144,8 +145,8 @@ class IAICondInst(nn.Module):
             self.id_bank = IDBank(num_ids, assoc_dim, condinst.backbone.strides["c5"])
         self.memory_every, self.memory_cap = memory_every, memory_cap
         self.id_loss_weight = id_loss_weight
-        self.cls_thresh, self.id_thresh = cls_thresh, id_thresh
-        self.pre_nms_topk, self.nms_thresh = pre_nms_topk, nms_thresh
+        self.cls_thr, self.id_thr = cls_thr, id_thr
+        self.pre_nms_topk, self.nms_thr = pre_nms_topk, nms_thr
         self.max_detections, self.max_mask_lost = max_detections, max_mask_lost
         self.first_frame_weights = tuple(first_frame_weights)
         self.later_weights = tuple(later_weights)
@@ -281,8 +282,8 @@ class IAICondInst(nn.Module):
         weights = self.first_frame_weights if state.frame_index == 0 else self.later_weights
         loc, scores, boxes = select_iai_candidates(
             heads.cls_logits[0], out.id_logits[0], heads.ctr_logits[0], heads.box_ltrb[0],
-            heads.locations, image_size, weights, self.cls_thresh, self.id_thresh,
-            self.pre_nms_topk, self.nms_thresh, self.max_detections)
+            heads.locations, image_size, weights, self.cls_thr, self.id_thr,
+            self.pre_nms_topk, self.nms_thr, self.max_detections)
         logits = ci.mask_logits(heads, torch.zeros_like(loc), loc)  # [K, 1, h_o, w_o]
         masks = paste_masks(logits, ci.mask_out_stride, image_size, None, ci.mask_thresh)
         masks, keep = paint_masks(masks, self.max_mask_lost)  # [K', h, w] valid frame

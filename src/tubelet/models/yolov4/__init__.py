@@ -4,7 +4,7 @@ four losses with automatic loss balancing, and the letterbox.
 
     from tubelet.models.yolov4 import YOLOv4Seg, YOLOv4SegConfig
     model = YOLOv4Seg(YOLOv4SegConfig.cpu(num_classes=4))
-    losses = model(images, targets)   # train mode: {"loss_box", "loss_conf", "loss_cls", "loss_mask"}
+    losses = model(images, targets)   # train mode: {"loss_box", ..., "loss_mask", "raw_box", ...}
     detections = model.eval()(images)        # list of Detections, one per image
 """
 from tubelet.models.yolov4.anchors import (default_anchors, kmeans_anchors, level_anchors,

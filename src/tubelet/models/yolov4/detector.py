@@ -8,7 +8,8 @@
 
 Training (``model.train(); model(images, targets)``) returns ``{"loss_box", "loss_conf",
 "loss_cls", "loss_mask"}``, each the sum over levels of that loss's terms of Eq. 1 (balanced), so
-their sum is ``L_tot``; :meth:`YOLOv4Seg.compute_losses` also gives the raw per-level values.
+their sum is ``L_tot``, plus logging-only ``raw_*`` (unweighted, detached);
+:meth:`YOLOv4Seg.compute_losses` gives the per-level values.
 Inference (``model.eval(); model(images)`` or :meth:`predict`) returns one
 :class:`~tubelet.models.condinst.postprocess.Detections` per image.
 """
@@ -235,13 +236,18 @@ class YOLOv4Seg(nn.Module):
 
     def forward(self, images: Tensor, targets: list[dict] | None = None):
         """Training: ``targets`` per image ``{"boxes": [M, 4] (x1, y1, x2, y2) pixels of the input,
-        "labels": [M] 0-based, "masks": [M, H, W] bool in the input frame}`` -> dict of the four
-        balanced loss sums. Evaluation: :meth:`predict`."""
+        "labels": [M] 0-based, "masks": [M, H, W] bool in the input frame}`` -> the four balanced
+        loss sums ``loss_*`` (their sum is Eq. 1's L_tot) and, for logging only, the unweighted
+        per-loss sums over levels ``raw_*`` (detached). Evaluation: :meth:`predict`."""
         if self.training:
             if targets is None:
                 raise ValueError("training forward needs targets")
-            terms = self.compute_losses(self.forward_heads(images), targets).terms.sum(0)  # [4]
-            return {f"loss_{n}": terms[j] for j, n in enumerate(LOSS_NAMES)}
+            lt = self.compute_losses(self.forward_heads(images), targets)
+            terms = lt.terms.sum(0)  # [4]
+            raw = torch.where(lt.valid, lt.raw, torch.zeros_like(lt.raw)).detach().sum(0)  # [4]
+            out = {f"loss_{n}": terms[j] for j, n in enumerate(LOSS_NAMES)}
+            out.update({f"raw_{n}": raw[j] for j, n in enumerate(LOSS_NAMES)})  # logging only
+            return out
         return self.predict(images)
 
     @torch.no_grad()
