@@ -31,7 +31,7 @@ def _batch(h=64, w=96):
 def test_presets():
     p = YOLOv4SegConfig.paper()
     assert (p.width, p.depth, p.input_size, p.anchors_per_level * 4) == (1.0, 1.0, 416, 16)
-    assert (p.conf_thresh, p.nms_thresh, p.max_proposals) == (0.5, 0.3, 50)
+    assert (p.conf_thr, p.nms_thr, p.max_proposals) == (0.5, 0.3, 50)
     c = YOLOv4SegConfig.cpu(num_classes=5)
     assert c.num_classes == 5 and c.width == 0.25 and 192 <= c.input_size <= 256
     assert {f.name for f in dataclasses.fields(c)} == set(vars(c))
@@ -47,7 +47,7 @@ def test_paper_config_forward_shapes():
     assert [tuple(r.shape) for r in out.raw] == [(1, 4, 64 // s, 64 // s, 45) for s in (4, 8, 16, 32)]
     assert [tuple(e.shape) for e in out.embeds] == [(1, 256, 64 // s, 64 // s) for s in (4, 8, 16, 32)]
     # random weights: let proposals through, but few (the 256-wide mask subnet costs 1.8 GMAC each)
-    model.cfg.conf_thresh, model.cfg.max_proposals = 0.0, 3
+    model.cfg.conf_thr, model.cfg.max_proposals = 0.0, 3
     det = model.predict(x)[0]
     n = len(det)
     assert n == 3 and det.masks.shape == (n, 64, 64) and det.class_probs.shape == (n, 40)
@@ -106,7 +106,7 @@ def test_fixed_weights_ablation():
 
 def test_cpu_config_inference_and_letterbox_mapping():
     torch.manual_seed(0)
-    model = YOLOv4Seg(YOLOv4SegConfig.cpu(num_classes=3, input_size=64, conf_thresh=0.0)).eval()
+    model = YOLOv4Seg(YOLOv4SegConfig.cpu(num_classes=3, input_size=64, conf_thr=0.0)).eval()
     img = torch.randn(1, 3, 64, 64)
     det = model(img)[0]
     assert isinstance(det, Detections)
@@ -131,7 +131,7 @@ def test_cpu_config_inference_and_letterbox_mapping():
 
 
 def test_no_detection_above_threshold_gives_empty_result():
-    model = YOLOv4Seg(YOLOv4SegConfig.cpu(num_classes=3, conf_thresh=1.1)).eval()
+    model = YOLOv4Seg(YOLOv4SegConfig.cpu(num_classes=3, conf_thr=1.1)).eval()
     det = model(torch.randn(1, 3, 64, 64))[0]
     assert len(det) == 0 and det.masks.shape == (0, 64, 64) and det.class_probs.shape == (0, 3)
 

@@ -65,15 +65,15 @@ def test_check_tracker():
     check_tracker("memory", {"embeddings", "class_probs", "boxes"})
     check_tracker("iai", {"id_probs"})
     with pytest.raises(ValueError,
-                       match=r"unknown tracker 'sort'; known: \['greedy', 'iai', 'memory', 'naive'\]"):
+                       match=r"unknown tracker 'sort'; known: \['greedy', 'iai', 'memory', 'naive', 'none'\]"):
         check_tracker("sort", {"embeddings"})
     with pytest.raises(ValueError, match=r"needs FrameInstances field\(s\) \['embeddings'\]") as e:
         check_tracker("memory", {"class_probs"})
-    assert "can feed: ['greedy', 'naive']" in str(e.value)
+    assert "can feed: ['greedy', 'naive', 'none']" in str(e.value)
     with pytest.raises(ValueError, match=r"\['id_probs'\]") as e:
         check_tracker("iai", {"embeddings", "class_probs"})
-    assert "can feed: ['greedy', 'memory', 'naive']" in str(e.value)
-    assert list_trackers() == ["greedy", "iai", "memory", "naive"]
+    assert "can feed: ['greedy', 'memory', 'naive', 'none']" in str(e.value)
+    assert list_trackers() == ["greedy", "iai", "memory", "naive", "none"]
 
 
 # ------------------------------------------------------------------ the update prologue

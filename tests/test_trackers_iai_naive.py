@@ -145,7 +145,7 @@ def test_naive_threshold_is_strict():
 
 # ------------------------------------------------------------------ registry
 def test_registry():
-    assert list_trackers() == ["greedy", "iai", "memory", "naive"]
+    assert list_trackers() == ["greedy", "iai", "memory", "naive", "none"]
     tr = build_tracker("greedy", gate_thr=0.5)
     assert isinstance(tr, GreedyTracker) and tr.cfg.gate_thr == 0.5 and tr.cfg.lonely_margin == 0.01
     assert build_tracker("greedy", GreedyConfig(class_weight=0.0)).cfg.class_weight == 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tubelet.errors import InputError
-from tubelet.utils.fileio import read_json, write_json
+from tubelet.utils.fileio import check_output_dir, check_output_file, read_json, write_json
 
 
 def register(sub) -> None:
@@ -27,6 +27,7 @@ def register(sub) -> None:
 def run_import_davis(args) -> int:
     from tubelet.data.davis import import_davis
     from tubelet.data.ytvis import load_ytvis
+    check_output_file(args.out)
     seqs = args.sequences.split(",") if args.sequences else None
     data = import_davis(args.root, seqs)
     load_ytvis(data, path=args.out)  # validate what we are about to write
@@ -38,6 +39,8 @@ def run_import_davis(args) -> int:
 def run_split(args) -> int:
     from tubelet.data.split import split_by_video
     from tubelet.data.ytvis import load_ytvis
+    if args.out_dir:
+        check_output_dir(args.out_dir, "--out-dir")
     data = read_json(args.gt)
     load_ytvis(data, path=args.gt)  # full validation before splitting
     try:
@@ -47,6 +50,8 @@ def run_split(args) -> int:
     gt = Path(args.gt)
     out_dir = Path(args.out_dir) if args.out_dir else gt.parent
     tr, va = out_dir / f"{gt.stem}_train_sub.json", out_dir / f"{gt.stem}_valid_sub.json"
+    check_output_file(tr)
+    check_output_file(va)
     write_json(tr, train)
     write_json(va, val)
     print(f"wrote {tr} ({len(train['videos'])} videos) and {va} ({len(val['videos'])} videos)")

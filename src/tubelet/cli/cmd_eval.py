@@ -42,7 +42,7 @@ def parse_video_ids(spec: str) -> tuple[list[int], str | None]:
             text = f.read()
         try:
             data = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             data = None
         if isinstance(data, dict):  # a ground-truth file: its videos are the long ones
             videos = data.get("videos")
@@ -66,7 +66,7 @@ def parse_video_ids(spec: str) -> tuple[list[int], str | None]:
             return [int(t) for t in tokens], spec
         except ValueError:
             bad = next(t for t in tokens if not re.fullmatch(r"[+-]?\d+", t))
-            raise InputError(f"not a video id: {bad!r} (expected ints separated by commas or "
+            raise InputError(f"not a video id: {bad[:40]!r} (expected ints separated by commas or "
                              f"whitespace, a JSON list, or a ground-truth JSON)", spec) from None
     tokens = [t.strip() for t in spec.split(",") if t.strip()]
     if not tokens or not all(re.fullmatch(r"[+-]?\d+", t) for t in tokens):
@@ -83,8 +83,12 @@ def run(args) -> int:
     from tubelet.data.ytvis import load_results, load_ytvis
     from tubelet.eval import evaluate_detailed
     from tubelet.eval.report import format_report
-    from tubelet.utils.fileio import write_json
+    from tubelet.utils.fileio import check_output_file, write_json
 
+    if args.out:
+        check_output_file(args.out, "--out")
+    if args.plot:
+        check_output_file(args.plot, "--plot")
     gt = load_ytvis(args.gt)
     long_ids = None
     if args.long_videos is not None:

@@ -29,6 +29,12 @@ def register(sub) -> None:
 def run(args) -> int:
     from tubelet.cli.main import set_threads
     set_threads(args.threads)
+    from tubelet.errors import InputError
+    from tubelet.utils.fileio import check_output_dir
+    if args.max_videos < 0:
+        raise InputError(f"must be >= 0 (0 = all videos), got {args.max_videos}",
+                         field="--max-videos")
+    check_output_dir(args.out, "--out")  # before the model is even loaded
     from tubelet.engine.loading import load_method
     from tubelet.engine.predict import predict_to_folder
     model, _ = load_method(args.config, args.weights, args.overrides)

@@ -72,7 +72,9 @@ def run(args) -> int:
     from tubelet.data.proposals import PROPOSALS, reduce_records
     from tubelet.data.ytvis import load_ytvis, save_results
     from tubelet.utils.fileio import read_json
+    from tubelet.utils.fileio import check_output_file
     _check_args(args)
+    check_output_file(args.out)
     cfg = _config(args)
     path = str(args.proposals)
     gt = load_ytvis(args.gt) if args.gt else None

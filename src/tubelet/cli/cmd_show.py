@@ -101,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("nothing to write: give --out and/or --png-dir")
     if not 0.0 <= args.alpha <= 1.0:
         raise InputError(f"--alpha must be in [0, 1], got {args.alpha}")
+    from tubelet.utils.fileio import check_output_dir, check_output_file
+    if args.out:
+        check_output_file(args.out, "--out")
+    if args.png_dir:
+        check_output_dir(args.png_dir, "--png-dir")
     vid = args.video_id
     data = read_json(args.results)
     gt = load_ytvis(args.gt) if args.gt else None

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"must be >= 0, got {args.seed}", None, None, "--seed")
     if args.videos is not None and args.videos < 0:
         raise InputError(f"must be >= 0, got {args.videos}", None, None, "--videos")
+    from tubelet.utils.fileio import check_output_dir
+    check_output_dir(args.out_dir)
     cfg = apply_overrides(preset(args.preset), args.overrides)
     t0 = time.perf_counter()
     paths = write_dataset(args.out_dir, cfg, args.seed, videos=args.videos,

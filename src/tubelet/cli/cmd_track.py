@@ -40,6 +40,8 @@ def run(args) -> int:
     from tubelet.trackers import build_tracker, list_trackers, tracker_config_class
     from tubelet.utils.config import apply_overrides
 
+    from tubelet.utils.fileio import check_output_file
+    check_output_file(args.out)
     path = str(args.detections)
     name, overrides = args.tracker[0], args.tracker[1:] + list(args.overrides)
     if name not in list_trackers():

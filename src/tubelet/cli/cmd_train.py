@@ -24,17 +24,25 @@ def register(sub) -> None:
 def run(args) -> int:
     from tubelet.cli.main import set_threads
     set_threads(args.threads)
+    import sys
     from pathlib import Path
 
     from tubelet.engine import dist
     from tubelet.engine.config import load_experiment
     from tubelet.engine.trainer import train
+    from tubelet.utils.fileio import check_output_dir
     cfg = load_experiment(args.config, args.overrides)
     out = args.out or str(Path("runs") / Path(args.config).stem)
+    check_output_dir(out, "--out")
     try:
         summary = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     finally:
         dist.cleanup()
+    if dist.is_main() and summary.get("stopped_by"):
+        print(f"stopped by {summary['stopped_by']} after step {summary['steps']}: checkpoint "
+              f"{out}/last.pt and {out}/summary.json written; continue with --resume",
+              file=sys.stderr)
+        return 143 if summary["stopped_by"] == "SIGTERM" else 130
     if dist.is_main():
         msg = f"trained {summary['steps']} steps in {summary['seconds']:.1f} s " \
               f"({summary['images_per_s']:.2f} images/s); checkpoint {out}/last.pt"

@@ -70,6 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tubelet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # disk full, permissions, a path that became a file mid-run: the environment, not a bug,
+        # so one line (issue 13) -- the output paths are also checked before the work starts
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"tubelet {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if type(exc).__name__ != "DecompressionBombError":  # PIL's, raised by Image.open
+            raise
+        # an image declaring more pixels than PIL's guard allows (a few-KB PNG of 30k x 30k)
+        print(f"tubelet {args.command}: error: refused to decode an image: {exc}",
+              file=sys.stderr)
+        return 2
     return int(rc or 0)
 
 

@@ -40,6 +40,22 @@ class ClipConfig:
     aug: ClipAugConfig = field(default_factory=ClipAugConfig)
 
 
+def check_clip_config(c: ClipConfig, where: str = "config") -> None:
+    """Refuse clip settings that would silently train on something else (issue 13:
+    ``clip.num_frames=0`` trained on 1-frame clips)."""
+    if c.num_frames < 1:
+        raise InputError(f"must be >= 1, got {c.num_frames}", where, field="data.clip.num_frames")
+    lo, hi = c.gap_range
+    if not 1 <= lo <= hi:
+        raise InputError(f"expected 1 <= low <= high, got {list(c.gap_range)}", where,
+                         field="data.clip.gap_range")
+    if c.samples_per_video < 1:
+        raise InputError(f"must be >= 1, got {c.samples_per_video}", where,
+                         field="data.clip.samples_per_video")
+    if c.min_visible < 0:
+        raise InputError(f"must be >= 0, got {c.min_visible}", where, field="data.clip.min_visible")
+
+
 def category_index(gt: YTVISDataset) -> dict[int, int]:
     """Dataset category id -> contiguous 0-based class index (sorted by id)."""
     return {cid: i for i, cid in enumerate(sorted(gt.categories))}

@@ -6,7 +6,10 @@ Layout::
     ROOT/Annotations/<res>/<sequence>/00000.png
 
 ``<res>`` is optional (``480p`` in DAVIS). A mask PNG is either binary (values {0, 255} or
-{0, 1}: one object) or a palette/index image whose value k > 0 marks object k (DAVIS 2017).
+{0, 1}: one object), a palette/index image whose value k > 0 marks object k (DAVIS 2017), a
+greyscale index image (a few distinct values, each an object), or an RGB image of flat colours
+(DAVIS 2017 masks re-saved without their palette: each colour is one object, numbered per sequence
+in order of first appearance). Greyscale with many values (anti-aliased binary) is thresholded.
 Each (sequence, object) becomes one YouTube-VIS annotation of a single category ``object``
 (class-agnostic); frames where the object is absent are ``null``.
 """
@@ -37,21 +40,55 @@ def _find_dirs(root: Path) -> tuple[Path, Path]:
     return img, ann
 
 
-def _read_index_mask(path: Path) -> np.ndarray:
-    """``[H, W]`` int object indices (0 = background)."""
+MAX_COLOURS = 64  # more distinct colours than this in one RGB mask: not a flat object mask
+
+
+def _read_index_mask(path: Path, colours: dict[tuple, int] | None = None) -> np.ndarray:
+    """``[H, W]`` int object indices (0 = background). ``colours`` maps an RGB colour to its
+    object id across the frames of one sequence (filled as new colours appear)."""
     try:
         im = Image.open(path)
         im.load()
-    except Exception as exc:  # PIL raises many types for corrupt files
+    except Exception as exc:  # PIL raises many types for corrupt files (and the bomb guard)
         raise InputError(f"cannot read mask image: {exc}", str(path)) from None
     if im.mode == "P":
         return np.asarray(im, dtype=np.int64)
+    if im.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(im.convert("RGB"), dtype=np.int64)  # [H, W, 3]
+        if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+            return _colour_indices(rgb, path, {} if colours is None else colours)
     arr = np.asarray(im.convert("L"), dtype=np.int64)
     vals = np.unique(arr)
     if set(vals.tolist()) <= {0, 255} or set(vals.tolist()) <= {0, 1}:
         return (arr > 0).astype(np.int64)
+    if len(vals) <= MAX_COLOURS:  # a greyscale index image: value k marks object k
+        return arr
     # Anti-aliased binary masks: threshold at half range.
     return (arr >= 128).astype(np.int64)
+
+
+def _colour_indices(rgb: np.ndarray, path: Path, colours: dict[tuple, int]) -> np.ndarray:
+    """RGB ``[H, W, 3]`` of flat colours -> ``[H, W]`` object ids (black = background); issue 13:
+    these masks used to be converted to grey and thresholded, dropping objects silently."""
+    key = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # [H, W] packed colour
+    vals, inv = np.unique(key, return_inverse=True)
+    if len(vals) > MAX_COLOURS + 1:
+        raise InputError(f"RGB mask with {len(vals)} colours: expected flat object colours "
+                         f"(at most {MAX_COLOURS}); save index/palette PNGs instead", str(path))
+    ids = np.zeros(len(vals), np.int64)
+    for j, v in enumerate(vals.tolist()):
+        if v:
+            ids[j] = colours.setdefault((v >> 16, (v >> 8) & 255, v & 255), len(colours) + 1)
+    return ids[inv.reshape(key.shape)]
+
+
+def _frame_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a frame, read from its header; an unreadable file is an InputError."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as exc:  # not an image, truncated header, decompression-bomb guard
+        raise InputError(f"cannot read frame image: {exc}", str(path)) from None
 
 
 def import_davis(root: str | os.PathLike, sequences: list[str] | None = None) -> dict:
@@ -73,14 +110,18 @@ def import_davis(root: str | os.PathLike, sequences: list[str] | None = None) ->
         frames = sorted(f for f in (img_dir / name).iterdir() if f.suffix.lower() in IMAGE_EXTS)
         if not frames:
             raise InputError("no frames", str(img_dir / name))
-        with Image.open(frames[0]) as im0:
-            width, height = im0.size
+        width, height = _frame_size(frames[0])
         tracks: dict[int, list] = {}
+        colours: dict[tuple, int] = {}  # RGB masks: colour -> object id for this sequence
         for t, f in enumerate(frames):
+            if t and _frame_size(f) != (width, height):  # one size per video (issue 13)
+                w2, h2 = _frame_size(f)
+                raise InputError(f"frame size {h2}x{w2} differs from the first frame's "
+                                 f"{height}x{width} (HxW)", str(f))
             mpath = ann_dir / name / (f.stem + ".png")
             if not mpath.exists():
                 continue  # unannotated frame: null for every object
-            idx = _read_index_mask(mpath)
+            idx = _read_index_mask(mpath, colours)
             if idx.shape != (height, width):
                 raise InputError(f"mask size {idx.shape[0]}x{idx.shape[1]} differs from frame size "
                                  f"{height}x{width}", str(mpath))

@@ -78,6 +78,8 @@ class DetectionReader:
                 except json.JSONDecodeError as exc:
                     raise self.error(lineno, f"malformed JSON: {exc.msg} (column {exc.colno})") \
                         from None
+                except RecursionError:
+                    raise self.error(lineno, "malformed JSON: nested too deeply") from None
                 frame = self.parse_line(obj, lineno)
                 if frame.video_id != video:
                     if frame.video_id in done:

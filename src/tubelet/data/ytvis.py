@@ -166,6 +166,20 @@ def _gc_paused():
 
 
 # ----------------------------------------------------------------------------------- GT
+def check_relative_name(name: Any, path: str, record: str, fld: str) -> str:
+    """A frame file name must be a relative path that stays under the image root: no ``..``
+    component, no absolute path or drive (issue 13: ``../../x/frames/00000.jpg`` read frames
+    outside the root, and output names derived from it escaped ``--out``)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"expected a non-empty relative path, got {name!r}", path, record, fld)
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts \
+            or "\0" in name:
+        raise InputError(f"{name!r} leaves the image root (absolute path or '..' component)",
+                         path, record, fld)
+    return name
+
+
 def load_ytvis(source: str | os.PathLike | dict, path: str | None = None) -> YTVISDataset:
     """Load and validate YouTube-VIS / OVIS ground truth from a file or a parsed dict."""
     if isinstance(source, dict):
@@ -199,6 +213,8 @@ def load_ytvis(source: str | os.PathLike | dict, path: str | None = None) -> YTV
             raise InputError(f"expected a positive int, got {length!r}", path, rec, "length")
         if files and len(files) != length:
             raise InputError(f"{len(files)} file names for length {length}", path, rec, "file_names")
+        for t, f in enumerate(files):
+            check_relative_name(f, path, rec, f"file_names[{t}]")
         name = os.path.dirname(files[0]) if files else str(vid)
         videos[vid] = Video(vid, w, h, length, list(files), name)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from tubelet.data.clips import ClipConfig
+from tubelet.data.clips import ClipConfig, check_clip_config
 from tubelet.errors import InputError
 from tubelet.utils.config import apply_overrides, from_dict, to_dict
 from tubelet.utils.fileio import read_yaml
@@ -51,6 +51,17 @@ class TrainConfig:
     eval_every: int = 0           # periodic validation period (0 = only at the end if val_json)
     ckpt_every: int = 200         # checkpoint period (steps); a checkpoint is always written at the end
     device: str = "auto"          # "auto" | "cpu" | "cuda"
+    deterministic: bool = False   # bit-identical reruns: deterministic kernels, 1 CPU thread
+    #                               (engine/stop.py::set_deterministic; cost in its docstring)
+
+
+def check_experiment(cfg: "ExperimentConfig", where: str = "config") -> None:
+    """Refuse training and data values that would fail or silently misbehave later."""
+    check_train_config(cfg.train, where)
+    check_clip_config(cfg.data.clip, where)
+    if cfg.data.val_max_videos < 0:
+        raise InputError(f"must be >= 0, got {cfg.data.val_max_videos}", where,
+                         field="data.val_max_videos")
 
 
 def check_train_config(t: TrainConfig, where: str = "config") -> None:
@@ -101,7 +112,7 @@ def experiment_from_dict(d: dict, where: str = "config") -> ExperimentConfig:
                            model=from_dict(spec.config_cls, d.get("model") or {}, f"{where}: model"),
                            data=from_dict(DataConfig, d.get("data") or {}, f"{where}: data"),
                            train=from_dict(TrainConfig, d.get("train") or {}, f"{where}: train"))
-    check_train_config(cfg.train, where)
+    check_experiment(cfg, where)
     return cfg
 
 
@@ -123,7 +134,7 @@ def load_experiment(path: str, overrides: Sequence[str] = ()) -> ExperimentConfi
     cfg = experiment_from_dict(read_yaml(p), str(p))
     if overrides:
         cfg = apply_overrides(cfg, list(overrides), "command line")
-        check_train_config(cfg.train, "command line")
+        check_experiment(cfg, "command line")
     return cfg
 
 

@@ -20,18 +20,28 @@ from typing import Sequence
 from tubelet.engine.checkpoint import load_checkpoint, save_checkpoint
 from tubelet.engine.config import experiment_to_dict
 from tubelet.engine.loading import method_from_checkpoint
+from tubelet.errors import InputError
+from tubelet.utils.fileio import check_output_file
 
 
 def export(src: str, dst: str, half: bool = True, config: str | None = None,
            overrides: Sequence[str] = ()) -> dict:
+    check_output_file(dst)
     ck = load_checkpoint(src)
+    if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict):
+        raise InputError("not a training checkpoint (no 'model' state dict)", src)
+    # always built once: a malformed meta or weights of another architecture are refused here,
+    # not when the exported file is first used (issue 13)
+    _, cfg = method_from_checkpoint(ck, src, config, list(overrides), ema=False)
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
     meta = dict(ck.get("meta", {}))
     if config or overrides:
-        _, cfg = method_from_checkpoint(ck, src, config, list(overrides))  # checks the fit
         meta["config"] = json.dumps(experiment_to_dict(cfg))
         meta["method"] = cfg.method
-    meta["step"] = int(ck.get("step", 0))
+    step = ck.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise InputError(f"expected a non-negative int, got {step!r}", src, field="step")
+    meta["step"] = step
     save_checkpoint(dst, model=state, meta=meta)
     return meta
 

@@ -54,7 +54,7 @@ def method_from_checkpoint(ck: dict, where: str, config: str | None = None, over
     elif "config" in meta:
         try:
             stored = json.loads(meta["config"])
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InputError(f"stored config is not JSON: {exc}", where, field="meta.config") \
                 from None
         cfg = experiment_from_dict(stored, f"{where} (stored config)")

@@ -16,15 +16,20 @@ from tqdm import tqdm
 from tubelet.data.ytvis import YTVISDataset, load_ytvis
 from tubelet.engine import dist
 from tubelet.errors import InputError
-from tubelet.utils.fileio import write_json
+from tubelet.utils.fileio import check_output_dir, inside, remove_stale_temps, write_json
 from tubelet.video import DatasetVideo
+
+
+#: written last into a ``tubelet predict`` output folder: its absence marks an incomplete run
+DONE = "done.json"
 
 
 def dataset_video(gt: YTVISDataset, video_id: int, image_root: str | Path) -> DatasetVideo:
     """The frames of one dataset video as a random-access source (each frame size-checked)."""
     v = gt.videos[video_id]
     names = v.file_names or [f"{v.name}/{t:05d}.jpg" for t in range(v.length)]
-    return DatasetVideo([Path(image_root) / n for n in names], (v.height, v.width), name=v.name)
+    # file names are checked at load (no '..', not absolute); `inside` also stops symlinks
+    return DatasetVideo([inside(image_root, n) for n in names], (v.height, v.width), name=v.name)
 
 
 @torch.inference_mode()
@@ -95,14 +100,19 @@ def predict_to_folder(model, source: str | Path, out: str | Path, *, max_videos:
                       echo=print) -> dict:
     """``tubelet predict``: stream ``source`` (a video file, a frames folder, or a dataset folder,
     which is also scored) through ``model`` and write ``results.json`` (+ ``metrics.json`` for a
-    dataset, ``categories.json`` otherwise, overlays / PNGs on request) under ``out``.
+    dataset, ``categories.json`` otherwise, overlays / PNGs on request) under ``out``, then
+    ``done.json`` (the returned summary) last: a folder without it holds an incomplete run.
+    An identical rerun replaces the outputs (and the temporaries a killed run left behind).
     Returns a summary dict (frames, seconds, metrics when scored)."""
     from tubelet.data.ytvis import save_results
     from tubelet.video import open_video
     src, out = Path(source), Path(out)
     kind = source_kind(src)
-    if out.exists() and not out.is_dir():
-        raise InputError("the output folder is a file", str(out))
+    check_output_dir(out)  # before any inference (issue 13)
+    if dist.is_main():
+        for folder in (out, out / "png"):
+            remove_stale_temps(folder)
+        (out / DONE).unlink(missing_ok=True)  # from here on the folder is incomplete
     names = {c: n for c, n in model.categories}
     t0 = time.time()
     if kind == "dataset":
@@ -129,8 +139,11 @@ def predict_to_folder(model, source: str | Path, out: str | Path, *, max_videos:
                 mine = [r for r in recs if r["video_id"] == vid]
                 video = VideoInstances.from_results(mine, v.height, v.width, v.length)
                 with dataset_video(gt, vid, src / "JPEGImages") as frames_src:
-                    _render(frames_src, video, names, out / f"{v.name}.mp4" if overlay else None,
-                            out / "png" / v.name if png else None, progress)
+                    _render(frames_src, video, names,
+                            inside(out, f"{v.name}.mp4") if overlay else None,
+                            inside(out, "png", v.name) if png else None, progress)
+        write_json(out / DONE, {"frames": frames, "seconds": dt, "metrics": dict(metrics)},
+                   indent=1)
         return {"frames": frames, "seconds": dt, "metrics": metrics}
     with open_video(src) as video_src:
         video = model.predict_video(video_src).result()
@@ -141,9 +154,12 @@ def predict_to_folder(model, source: str | Path, out: str | Path, *, max_videos:
          f"records; wrote {out / 'results.json'}")
     if overlay or png:
         with open_video(src) as video_src:
-            _render(video_src, video, names, out / f"{video_src.name}.mp4" if overlay else None,
+            _render(video_src, video, names,
+                    inside(out, f"{video_src.name}.mp4") if overlay else None,
                     out / "png" if png else None, progress)
-    return {"frames": n, "seconds": dt}
+    summary = {"frames": n, "seconds": dt}
+    write_json(out / DONE, summary, indent=1)
+    return summary
 
 
 def _render(source, video, names, out_mp4, png_dir, progress) -> None:
@@ -152,4 +168,5 @@ def _render(source, video, names, out_mp4, png_dir, progress) -> None:
     if len(video) and video.track_ids.min() < 1:
         video = video[:]  # a copy sharing the masks
         video.track_ids = video.track_ids - video.track_ids.min() + 1
-    render_video(source, video, names, out_mp4=out_mp4, png_dir=png_dir, progress=progress)
+    render_video(source, video, names, out_mp4=out_mp4, png_dir=png_dir, progress=progress,
+                 replace=True)  # predict owns --out: an identical rerun replaces its PNGs

@@ -26,10 +26,11 @@ from tubelet.engine.checkpoint import load_checkpoint, rng_state, save_checkpoin
 from tubelet.engine.config import ExperimentConfig, experiment_to_dict
 from tubelet.engine.optim import ModelEMA, build_optimizer
 from tubelet.engine.schedule import lr_factor
+from tubelet.engine.stop import GracefulStop, set_deterministic
 from tubelet.errors import InputError
 from tubelet.methods import build_method
 from tubelet.methods.base import split_losses
-from tubelet.utils.fileio import write_json
+from tubelet.utils.fileio import check_output_dir, remove_stale_temps, write_json
 
 
 def seed_all(seed: int) -> None:
@@ -109,13 +110,13 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
 
     ``stop_after``: write a checkpoint and stop once this many steps are done (the schedule
     still spans ``train.max_iters``; ``resume=True`` continues exactly)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("the run folder is a file", str(out_dir))
+    out_dir = check_output_dir(out_dir)  # a file, a path through one, unwritable: refused now
     device = dist.pick_device(cfg.train.device)
     rank, world = dist.init_from_env(device)
     main = rank == 0
     t = cfg.train
+    if t.deterministic:
+        set_deterministic()
     seed_all(t.seed)  # identical init on every rank (DDP also broadcasts rank 0's weights)
 
     if not cfg.data.train_json:
@@ -144,6 +145,8 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         step, micro = _resume(ckpt_path, device, rank, model, optimizer, sched, scaler, ema)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out_dir)  # a killed run's half-written checkpoint / json
+        (out_dir / "summary.json").unlink(missing_ok=True)  # written last: absent = incomplete
         write_json(out_dir / "config.json", experiment_to_dict(cfg), indent=2)
     net = DDP(model) if world > 1 else model
     logger = _Logger(out_dir, main, append=resume, upto_step=step)
@@ -154,65 +157,73 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     t0 = time.time()
     images_seen = 0
     net.train()
-    while step < t.max_iters:
-        epoch, skip = divmod(micro, per_epoch)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        it = iter(loader) if skip == 0 else _skip(loader, skip)
-        for batch in it:
-            k = micro % t.accum_steps
-            sync = k == t.accum_steps - 1
-            ctx = net.no_sync() if (world > 1 and not sync) else nullcontext()
-            with ctx, autocast():
-                losses, logs = split_losses(net(model.batch_to(batch, device)))
-                loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"non-finite loss at step {step}: "
-                                   f"{ {k: float(v) for k, v in losses.items()} }")
-            scaler.scale(loss / t.accum_steps).backward()
-            micro += 1
-            images_seen += model.batch_images(batch) * world
-            if k == 0:
-                acc = {}
-            for n, v in [*((n, float(v.detach())) for n, v in losses.items()), *logs.items()]:
-                acc[n] = acc.get(n, 0.0) + v / t.accum_steps
-            if not sync:
-                continue
-            if t.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            sched.step()
-            if ema is not None:
-                ema.update(model)
-            step += 1
-            total = sum(v for n, v in acc.items() if n in losses)
-            history.append(total)
-            bar.update(1)
-            bar.set_postfix(loss=f"{total:.3f}")
-            if step % t.log_every == 0 or step == t.max_iters:
-                ips = images_seen / max(time.time() - t0, 1e-9)
-                logger.log(step, {"lr": optimizer.param_groups[0]["lr"], "loss": total, **acc,
-                                  "images_per_s": ips})
-                if main and not progress:  # a long run without a bar still shows it is alive
-                    print(f"step {step}/{t.max_iters} loss {total:.4f} ({ips:.2f} images/s)",
-                          flush=True)
-            if t.eval_every and step % t.eval_every == 0 and cfg.data.val_json:
-                _evaluate(ema.module if ema else model, cfg, logger, step, main)
-                net.train()
-            stop = step >= t.max_iters or (stop_after is not None and step >= stop_after)
-            if step % t.ckpt_every == 0 or stop:
-                _save(ckpt_path, model, optimizer, sched, scaler, ema, step, micro, cfg, main)
-            if stop:
+    stopped_by = None
+    # SIGTERM / SIGINT set a flag, checked after each optimizer step: that step finishes, a
+    # checkpoint and summary.json are written, and the run ends (issue 13, item 8)
+    with GracefulStop() as stopper:
+        while step < t.max_iters:
+            epoch, skip = divmod(micro, per_epoch)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            it = iter(loader) if skip == 0 else _skip(loader, skip)
+            for batch in it:
+                k = micro % t.accum_steps
+                sync = k == t.accum_steps - 1
+                ctx = net.no_sync() if (world > 1 and not sync) else nullcontext()
+                with ctx, autocast():
+                    losses, logs = split_losses(net(model.batch_to(batch, device)))
+                    loss = sum(losses.values())
+                if not torch.isfinite(loss):
+                    raise RuntimeError(f"non-finite loss at step {step}: "
+                                       f"{ {k: float(v) for k, v in losses.items()} }")
+                scaler.scale(loss / t.accum_steps).backward()
+                micro += 1
+                images_seen += model.batch_images(batch) * world
+                if k == 0:
+                    acc = {}
+                for n, v in [*((n, float(v.detach())) for n, v in losses.items()), *logs.items()]:
+                    acc[n] = acc.get(n, 0.0) + v / t.accum_steps
+                if not sync:
+                    continue
+                if t.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                sched.step()
+                if ema is not None:
+                    ema.update(model)
+                step += 1
+                total = sum(v for n, v in acc.items() if n in losses)
+                history.append(total)
+                bar.update(1)
+                bar.set_postfix(loss=f"{total:.3f}")
+                if step % t.log_every == 0 or step == t.max_iters:
+                    ips = images_seen / max(time.time() - t0, 1e-9)
+                    logger.log(step, {"lr": optimizer.param_groups[0]["lr"], "loss": total, **acc,
+                                      "images_per_s": ips})
+                    if main and not progress:  # a long run without a bar still shows it is alive
+                        print(f"step {step}/{t.max_iters} loss {total:.4f} ({ips:.2f} images/s)",
+                              flush=True)
+                if t.eval_every and step % t.eval_every == 0 and cfg.data.val_json:
+                    _evaluate(ema.module if ema else model, cfg, logger, step, main)
+                    net.train()
+                if stopper.requested(world):
+                    stopped_by = stopper.signal_name
+                stop = step >= t.max_iters or (stop_after is not None and step >= stop_after) \
+                    or stopped_by is not None
+                if step % t.ckpt_every == 0 or stop:
+                    _save(ckpt_path, model, optimizer, sched, scaler, ema, step, micro, cfg, main)
+                if stop:
+                    break
+            if (stop_after is not None and step >= stop_after) or stopped_by is not None:
                 break
-        if stop_after is not None and step >= stop_after:
-            break
     bar.close()
     summary = {"steps": step, "losses": history, "seconds": time.time() - t0,
+               "stopped_by": stopped_by,
                "images_per_s": images_seen / max(time.time() - t0, 1e-9),
                "checksums": dist.all_gather_object(checksum(model))}
     if cfg.data.val_json and not t.eval_every:

@@ -9,6 +9,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -75,6 +77,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(text)
     except (json.JSONDecodeError, ValueError) as exc:
         raise InputError(f"malformed JSON: {exc}", path=str(path)) from None
+    except RecursionError:  # e.g. 100k nested brackets: no VIS file is nested that deep
+        raise InputError("malformed JSON: nested too deeply", path=str(path)) from None
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
@@ -86,3 +90,88 @@ def read_yaml(path: str | os.PathLike) -> Any:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise InputError(f"malformed YAML: {exc}", path=str(path)) from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    anc = path
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    return anc
+
+
+def _check_parent(path: Path, field: str | None) -> None:
+    """The folders leading to ``path``: the nearest existing one must be a writable folder."""
+    anc = _nearest_existing(path.parent if path.parent != path else path)
+    if not anc.is_dir():
+        raise InputError(f"the output path goes through a file ({anc})", str(path), field=field)
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write here: folder {anc} is not writable", str(path),
+                         field=field)
+
+
+def check_output_file(path: str | os.PathLike, field: str | None = None) -> Path:
+    """Refuse an output file path that cannot be written, *before* any work starts (issue 13):
+    an existing folder, a path through a file, an unwritable folder. Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("the output file is an existing folder", str(path), field=field)
+    _check_parent(path, field)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError("cannot overwrite: the file is not writable", str(path), field=field)
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, field: str | None = None) -> Path:
+    """Refuse an output folder that cannot be written, before any work starts: an existing
+    file, a path through a file, an unwritable folder. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError("the output folder is a file", str(path), field=field)
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError("cannot write here: the folder is not writable", str(path),
+                             field=field)
+        return path
+    _check_parent(path, field)
+    return path
+
+
+# the names atomic_path (mkstemp) and render_video (mkdtemp) give their temporaries:
+# ".<target name>.<8 random chars>.tmp[.<suffix>]"
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of this package's hidden temporaries (file or folder)."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the hidden temporaries a killed run left directly in ``folder`` (issue 13: a kill
+    during rendering left ``.<name>.mp4.*.tmp.mp4`` and ``png/.*.tmp/`` forever). Call it when a
+    command starts writing into a folder it owns; a second process writing the *same* outputs at
+    the same time would lose its temporaries (and fail its rename), which is no valid use anyway.
+    Returns the paths removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    gone = []
+    for p in folder.iterdir():
+        if is_temp_name(p.name):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
+def inside(root: str | os.PathLike, *parts: str) -> Path:
+    """``root / parts`` refusing a result outside ``root`` (``..``, absolute parts, symlinked
+    escapes): no output or input path derived from a video or file name may leave its folder."""
+    root = Path(root)
+    path = root.joinpath(*parts)
+    base = root.resolve()
+    if not path.resolve().is_relative_to(base):
+        raise InputError(f"{'/'.join(parts)!r} leaves the folder {root}", str(path))
+    return path

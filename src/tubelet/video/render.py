@@ -193,7 +193,7 @@ def instance_labels(video: VideoInstances, category_names: dict[int, str],
 def render_video(source: VideoSource, video: VideoInstances, category_names: dict[int, str],
                  out_mp4: str | os.PathLike | None = None, png_dir: str | os.PathLike | None = None,
                  progress: bool = True, alpha: float = 0.5, with_scores: bool = True,
-                 results_path: str | None = None) -> int:
+                 results_path: str | None = None, replace: bool = False) -> int:
     """Stream ``source``, drawing the instances of ``video`` on each frame.
 
     Only the current frame's N masks are decoded from RLE (``[N, H, W]``); the video is never
@@ -206,11 +206,14 @@ def render_video(source: VideoSource, video: VideoInstances, category_names: dic
         category_names: category id -> name for labels.
         out_mp4: overlay video to write (H.264, fps of the source or 24 when unknown).
         png_dir: folder of one id PNG per frame (:func:`id_png`), named like the source frames;
-            written into a temporary folder and renamed at the end. Must not exist or be empty.
+            written into a temporary folder and renamed at the end. Must not exist or be empty,
+            unless ``replace`` (then a complete earlier folder is swapped out at the end).
         progress: show a tqdm progress bar.
         alpha: mask fill opacity.
         with_scores: put the score in each label.
         results_path: the file ``video`` came from, named in error messages.
+        replace: overwrite an existing ``png_dir`` (an identical rerun of ``tubelet predict``
+            must succeed); without it a non-empty folder is refused before any work.
 
     Returns:
         the number of frames rendered.
@@ -236,7 +239,9 @@ def render_video(source: VideoSource, video: VideoInstances, category_names: dic
     png_final = png_tmp = None
     if png_dir is not None:
         png_final = Path(png_dir)
-        if png_final.exists() and (not png_final.is_dir() or any(png_final.iterdir())):
+        if png_final.exists() and not png_final.is_dir():
+            raise InputError("PNG output folder is a file", path=str(png_final))
+        if not replace and png_final.is_dir() and any(png_final.iterdir()):
             raise InputError("PNG output folder exists and is not empty; remove it or choose "
                              "another", path=str(png_final))
         png_final.parent.mkdir(parents=True, exist_ok=True)
@@ -265,10 +270,15 @@ def render_video(source: VideoSource, video: VideoInstances, category_names: dic
             raise InputError(f"{source.path} has {t} frames but {where} has {video.length}",
                              path=results_path)
         if png_tmp is not None:
-            if png_final.exists():
-                png_final.rmdir()  # empty (checked above); rename cannot replace a folder
+            old = None
+            if png_final.exists():  # rename cannot replace a folder: move the old one aside
+                old = Path(tempfile.mkdtemp(prefix=f".{png_final.name}.", suffix=".tmp",
+                                            dir=png_final.parent))
+                os.replace(png_final, old / "old")
             os.replace(png_tmp, png_final)
             png_tmp = None
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         if writer is not None:
             writer.close()
     except BaseException:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from tubelet.methods.track_by_detect import OnlineConfig
 from tubelet.models.deformable_detr import CriterionConfig, DeformableDETRConfig, SelectionConfig
+from tubelet.trackers import PerFrameConfig
 
 
 @dataclass
@@ -18,12 +19,14 @@ class ContrastiveOnlineConfig(OnlineConfig):
     """OnlineConfig (tracker choice and its configs, test resize, normalisation) + these."""
     tracker: str = "memory"          # memory (the paper) | greedy (IoU only) | none (per frame)
     # the detector; default = the CPU preset of DeformableDETRConfig (10 synthetic classes)
+    none: PerFrameConfig = field(default_factory=PerFrameConfig)  # the "none" tracker's config
     model: DeformableDETRConfig = field(
         default_factory=lambda: DeformableDETRConfig.cpu(num_classes=10))
     criterion: CriterionConfig = field(default_factory=CriterionConfig)   # set loss (§4 weights)
     selection: SelectionConfig = field(default_factory=SelectionConfig)   # dynamic-k pos / neg
     contrast_weight: float = 2.0     # weight of the contrastive loss, Eq. 2 (paper: 2)
     aux_weight: float = 3.0          # weight of the auxiliary cosine loss (paper: 3)
+    random_key: bool = True          # coin flip: key = frame 0 or 1 of the clip (else always 0)
     aux_max_neg_per_pos: int = 10    # auxiliary loss: negatives subsampled to this per positive
     # queries whose max class probability is > score_thr reach the tracker, the top-1 when none
     # does (the released code's per-frame rule); masks are decoded for these queries only. The

@@ -31,20 +31,20 @@ class YOLOv4SegConfig:
     fusion: str = "max"                   # adaptive feature pooling fusion: max (PANet) | sum
     prior_prob: float = 0.01              # initial confidence (bias init)
     class_at: str = "mask_centroid"       # class target cell: mask_centroid (paper) | box_center
-    anchor_iou_thresh: float | None = 0.213  # extra positive anchors above this shape IoU (YOLOv4 cfg)
-    ignore_thresh: float = 0.7            # no confidence loss where prediction IoU >= this (YOLOv4 cfg)
+    anchor_iou_thr: float | None = 0.213  # extra positive anchors above this shape IoU (YOLOv4 cfg)
+    ignore_thr: float = 0.7               # no confidence loss where prediction IoU >= this (YOLOv4 cfg)
     smooth_l1_beta: float = 1.0           # smooth L1 transition point (Fast R-CNN)
     balance_losses: bool = True           # Eq. 1 automatic balancing; False: fixed_loss_weights
     fixed_loss_weights: tuple = (1.0, 1.0, 1.0, 1.0)  # box, conf, cls, mask (ablation only)
-    train_conf_thresh: float = 0.5        # training mask proposals: predictions above this ...
+    train_conf_thr: float = 0.5           # training mask proposals: predictions above this ...
     train_max_proposals: int = 50         # ... at most this many per image, plus the GT boxes
-    mask_match_iou: float = 0.5           # proposal <-> ground truth IoU for a mask target
-    conf_thresh: float = 0.5              # inference confidence (notes §2)
-    nms_thresh: float = 0.3               # inference NMS IoU, per level then across (notes §2)
+    mask_match_thr: float = 0.5           # proposal <-> ground truth IoU for a mask target
+    conf_thr: float = 0.5                 # inference confidence (notes §2)
+    nms_thr: float = 0.3                  # inference NMS IoU, per level then across (notes §2)
     max_proposals: int = 50               # inference proposals kept (notes §2)
     pre_nms_topk: int = 1000              # candidates per level entering NMS
     class_aware_nms: bool = False         # NMS per class (False: class-agnostic proposals)
-    mask_thresh: float = 0.5              # mask probability threshold
+    mask_thr: float = 0.5                 # mask probability threshold
 
     @classmethod
     def paper(cls, **overrides) -> "YOLOv4SegConfig":

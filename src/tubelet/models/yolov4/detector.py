@@ -121,9 +121,9 @@ class YOLOv4Seg(nn.Module):
             raw.append(p.view(b, a, -1, h, w).permute(0, 1, 3, 4, 2))  # [B, A, H, W, 5 + C]
         return HeadOutputs(raw, [emb(f) for emb, f in zip(self.embeds, feats)])
 
-    def _proposals(self, outputs: HeadOutputs, b: int, conf_thresh: float,
+    def _proposals(self, outputs: HeadOutputs, b: int, conf_thr: float,
                    max_proposals: int) -> Proposals:
-        """Image b's proposals: anchors with confidence >= ``conf_thresh`` (the ``pre_nms_topk``
+        """Image b's proposals: anchors with confidence >= ``conf_thr`` (the ``pre_nms_topk``
         best per level) are decoded, then NMS per level and across levels. ``index`` is the flat
         (anchor, y, x) index on the proposal's level."""
         cfg = self.cfg
@@ -132,7 +132,7 @@ class YOLOv4Seg(nn.Module):
             r = r[b].detach()  # [A, H, W, 5 + C]
             h, w = r.shape[1:3]
             conf = torch.sigmoid(r[..., 4]).reshape(-1)  # [A H W]
-            idx = torch.nonzero(conf >= conf_thresh).flatten()
+            idx = torch.nonzero(conf >= conf_thr).flatten()
             if idx.numel() > cfg.pre_nms_topk:
                 idx = idx[conf[idx].topk(cfg.pre_nms_topk).indices]
             a, cy, cx = idx // (h * w), (idx // w) % h, idx % w
@@ -142,7 +142,7 @@ class YOLOv4Seg(nn.Module):
             scores.append(conf[idx])
             flat.append(idx)
             labels.append(cand[:, 5:].argmax(1))
-        props = select_proposals(boxes, scores, conf_thresh, cfg.nms_thresh, max_proposals,
+        props = select_proposals(boxes, scores, conf_thr, cfg.nms_thr, max_proposals,
                                  cfg.pre_nms_topk, labels if cfg.class_aware_nms else None)
         for lvl, idx in enumerate(flat):  # candidate index -> flat index on the level
             on = props.levels == lvl
@@ -172,7 +172,7 @@ class YOLOv4Seg(nn.Module):
                      for m, bx in zip(gt_masks, gt_boxes)]
         sizes = [tuple(r.shape[2:4]) for r in outputs.raw]
         assigned = assign_targets(self.anchors, self.strides, sizes, gt_boxes, gt_labels, centroids,
-                                  cfg.anchor_iou_thresh)
+                                  cfg.anchor_iou_thr)
         num_pos = float(sum(int(t.positive.sum()) for t in assigned))
         levels = len(self.strides)
         rows, valid = [], torch.zeros(levels, len(LOSS_NAMES), dtype=torch.bool, device=device)
@@ -180,7 +180,7 @@ class YOLOv4Seg(nn.Module):
             deltas = activate(r[..., :4])  # [B, A, H, W, 4]
             grid = make_grid(*r.shape[2:4], device=device)
             pred_boxes = decode(deltas.detach(), anc[:, None, None, :], grid, s)
-            ignore = ignore_mask(pred_boxes, gt_boxes, cfg.ignore_thresh) & ~t.positive
+            ignore = ignore_mask(pred_boxes, gt_boxes, cfg.ignore_thr) & ~t.positive
             lb, vb = box_loss(deltas[t.positive], t.deltas[t.positive], cfg.smooth_l1_beta)
             lc, vc = conf_loss(r[..., 4], t.positive, ignore, num_pos)
             lk, vk = class_loss(r[..., 5:], t.classes)
@@ -199,8 +199,8 @@ class YOLOv4Seg(nn.Module):
     def _mask_losses(self, outputs: HeadOutputs, gt_boxes: list[Tensor],
                      gt_masks: list[Tensor | None]) -> tuple[list[Tensor], Tensor]:
         """Mask BCE per level of the proposal's origin; proposals = predictions selected as at
-        inference (``train_conf_thresh``, ``train_max_proposals``) plus the ground-truth boxes
-        (on their best anchor's level), each matched to a ground truth at IoU >= ``mask_match_iou``."""
+        inference (``train_conf_thr``, ``train_max_proposals``) plus the ground-truth boxes
+        (on their best anchor's level), each matched to a ground truth at IoU >= ``mask_match_thr``."""
         cfg = self.cfg
         device = outputs.raw[0].device
         boxes, levels, img, targets = [], [], [], []
@@ -208,10 +208,10 @@ class YOLOv4Seg(nn.Module):
         for b, (gb, gm) in enumerate(zip(gt_boxes, gt_masks)):
             if gm is None or gb.shape[0] == 0:
                 continue
-            props = self._proposals(outputs, b, cfg.train_conf_thresh, cfg.train_max_proposals)
+            props = self._proposals(outputs, b, cfg.train_conf_thr, cfg.train_max_proposals)
             pb = torch.cat([props.boxes, gb])  # [K, 4]
             pl = torch.cat([props.levels, best_anchor_level(gb, self.anchors)])
-            match = match_proposals(pb, gb, cfg.mask_match_iou)
+            match = match_proposals(pb, gb, cfg.mask_match_thr)
             on = match >= 0
             pb, pl, match = pb[on], pl[on], match[on]
             boxes.append(pb)
@@ -279,7 +279,7 @@ class YOLOv4Seg(nn.Module):
         results = []
         in_h, in_w = images.shape[-2:]
         for b in range(images.shape[0]):
-            props = self._proposals(outputs, b, cfg.conf_thresh, cfg.max_proposals)
+            props = self._proposals(outputs, b, cfg.conf_thr, cfg.max_proposals)
             logits, pooled = self._pool_masks(outputs, props.boxes,
                                               torch.full_like(props.levels, b))
             probs = torch.sigmoid(logits)  # [N, 2P, 2P]
@@ -295,7 +295,7 @@ class YOLOv4Seg(nn.Module):
                 boxes[:, 0::2] = boxes[:, 0::2].clamp(0, in_w)
                 boxes[:, 1::2] = boxes[:, 1::2].clamp(0, in_h)
             masks = paste_masks_in_boxes(probs, paste_boxes, out_size,
-                                         None if mask_probs else cfg.mask_thresh)
+                                         None if mask_probs else cfg.mask_thr)
             results.append(Detections(
                 boxes=boxes, scores=props.scores, labels=class_probs.argmax(1),
                 class_probs=class_probs, masks=masks, features=pooled.mean((2, 3)),

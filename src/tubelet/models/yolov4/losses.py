@@ -79,6 +79,10 @@ class AutoLossBalance(nn.Module):
         num_levels: M pyramid levels; num_losses: N losses per level.
     """
 
+    #: kept out of weight decay by the engine's optimizer (decay would pull every w to 0, i.e.
+    #: back to unit weights, against the balance Eq. 1 finds)
+    no_weight_decay = {"log_vars"}
+
     def __init__(self, num_levels: int = 4, num_losses: int = 4, init: float = 0.0):
         super().__init__()
         self.log_vars = nn.Parameter(torch.full((num_levels, num_losses), float(init)))

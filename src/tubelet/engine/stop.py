@@ -1,0 +1,71 @@
+"""Graceful stop on SIGTERM / SIGINT, and the deterministic training mode (issue 13, items 7-8).
+
+A signal only sets a flag; the trainer checks it after each optimizer step, so the step in flight
+finishes, a checkpoint and ``summary.json`` are written, and ``--resume`` continues exactly. A
+second signal gets the previous handler (a second Ctrl-C interrupts at once; every file is written
+atomically, so nothing is left half-written either way).
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+import torch
+
+from tubelet.engine import dist
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class GracefulStop:
+    """Context manager: while active, SIGTERM / SIGINT set :attr:`signal_name` instead of killing
+    the process. Inert outside the main thread (Python delivers signals there only)."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        # the next signal of any kind takes the previous route (KeyboardInterrupt / termination)
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                self._previous[s] = signal.getsignal(s)
+                signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous = {}
+
+    def requested(self, world: int = 1) -> bool:
+        """Whether any process got a stop signal (all ranks agree, so they stop at one step)."""
+        if world <= 1:
+            return self.signal_name is not None
+        names = dist.all_gather_object(self.signal_name)
+        self.signal_name = self.signal_name or next((n for n in names if n), None)
+        return self.signal_name is not None
+
+
+def set_deterministic() -> None:
+    """``train.deterministic: true``: bit-identical reruns on one machine.
+
+    ``torch.use_deterministic_algorithms`` makes ops without a deterministic kernel raise instead
+    of silently varying, and CUDA's cuBLAS needs a fixed workspace (set before first use). On the
+    CPU, intra-op threads split reductions differently as the machine's load changes how work is
+    chunked only through the thread count, which is fixed here at one thread.
+    """
+    import os
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.set_num_threads(1)
