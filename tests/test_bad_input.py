@@ -249,6 +249,8 @@ def test_decompression_bomb_and_non_image_frames(tmp_path, capsys):
     res = _write(tmp_path / "res.json", _res())
     _one_line(*_main(capsys, "show", frames, res, "--video-id", "1", "--out", tmp_path / "o.mp4"),
               "decompression bomb")
+    _one_line(*_main(capsys, "predict", "--source", frames, "--out", tmp_path / "p"),
+              "00000.png")  # the message names the frame file
     assert not (tmp_path / "o.json").exists() and not (tmp_path / "o.mp4").exists()
 
 

@@ -42,6 +42,19 @@ def test_overrides_errors(bad, needle):
         apply_overrides(Outer(), [bad])
 
 
+@dataclass
+class Preset:
+    inner: Inner = field(default_factory=lambda: Inner((9, 9), "preset"))
+
+
+def test_partial_nested_section_keeps_the_field_default():
+    # a YAML section naming one key changes that key of the field's default (the preset), not
+    # of the nested class's own defaults
+    assert from_dict(Preset, {"inner": {"name": "b"}}).inner == Inner((9, 9), "b")
+    assert from_dict(Preset, {}).inner == Inner((9, 9), "preset")
+    assert from_dict(Outer, {"inner": {"name": "b"}}).inner == Inner((1, 2), "b")
+
+
 def test_from_dict_unknown_key():
     with pytest.raises(InputError, match="unknown key"):
         from_dict(Outer, {"lr": 1.0, "typo": 2})

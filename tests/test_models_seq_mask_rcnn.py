@@ -29,8 +29,8 @@ def _targets():
 
 def test_notes_test_time_defaults_reach_the_modules():
     cfg = MaskRCNNConfig.paper()
-    assert (cfg.rpn_pre_nms_test, cfg.rpn_post_nms_test, cfg.rpn_nms_thresh) == (200, 200, 0.7)
-    assert (cfg.score_thresh, cfg.nms_thresh, cfg.max_detections, cfg.mask_thresh) == \
+    assert (cfg.rpn_pre_nms_test, cfg.rpn_post_nms_test, cfg.rpn_nms_thr) == (200, 200, 0.7)
+    assert (cfg.score_thr, cfg.nms_thr, cfg.max_detections, cfg.mask_thr) == \
         (0.2, 0.5, 10, 0.5)
     assert (cfg.box_roi_size, cfg.mask_roi_size, cfg.fpn_channels) == (7, 14, 256)
     m = FrameMaskRCNN.from_config(MaskRCNNConfig.cpu(pretrained=None))
@@ -39,7 +39,7 @@ def test_notes_test_time_defaults_reach_the_modules():
     rh = m.roi_heads
     assert (rh.score_thresh, rh.nms_thresh, rh.detections_per_img) == (0.2, 0.5, 10)
     assert rh.box_roi_pool.output_size == (7, 7) and rh.mask_roi_pool.output_size == (14, 14)
-    assert m.mask_thresh == 0.5
+    assert m.mask_thr == 0.5
 
 
 def test_train_forward_gives_finite_losses_and_features(cpu_model):
@@ -75,7 +75,7 @@ def test_eval_forward_gives_detections_and_features(cpu_model):
         assert len(det) <= 10 and (det.scores > 0.2).all()
         assert det.masks.shape == (len(det), H, W) and det.masks.dtype == torch.bool
     # with every score admitted there are exactly O = 10 detections per frame
-    loose = FrameMaskRCNN.from_config(MaskRCNNConfig.cpu(pretrained=None, score_thresh=0.0))
+    loose = FrameMaskRCNN.from_config(MaskRCNNConfig.cpu(pretrained=None, score_thr=0.0))
     loose.eval()
     with torch.no_grad():
         dets = loose(images, mask_probs=True).detections

@@ -56,12 +56,12 @@ class GracefulStop:
 
 
 def set_deterministic() -> None:
-    """``train.deterministic: true``: bit-identical reruns on one machine.
+    """``train.deterministic: true``: deterministic kernels and one CPU thread.
 
     ``torch.use_deterministic_algorithms`` makes ops without a deterministic kernel raise instead
-    of silently varying, and CUDA's cuBLAS needs a fixed workspace (set before first use). On the
-    CPU, intra-op threads split reductions differently as the machine's load changes how work is
-    chunked only through the thread count, which is fixed here at one thread.
+    of silently varying; cuBLAS needs a fixed workspace (set before first use); one intra-op
+    thread fixes how CPU reductions are split. NOT YET MEASURED (issue 13 item 7): whether this
+    removes the 7-step divergence, and its cost on the tiny config.
     """
     import os
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

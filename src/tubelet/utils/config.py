@@ -87,22 +87,41 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def from_dict(cls, data: dict, where: str = "config"):
-    """Build dataclass ``cls`` from a (possibly partial) dict; unknown keys are errors."""
+def _default_of(f: dataclasses.Field) -> Any:
+    """A field's default value (``default_factory()`` called), or None when it has none."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def from_dict(cls, data: dict, where: str = "config", base: Any = None):
+    """Build dataclass ``cls`` from a (possibly partial) dict; unknown keys are errors.
+
+    Missing keys keep their defaults — for a nested dataclass field, the *field's* default (e.g.
+    a method's CPU preset from its ``default_factory``), not the nested class's own defaults: a
+    YAML ``model: {num_classes: 1}`` changes one key of the preset and keeps the rest. ``base``:
+    start from this instance instead of the class defaults.
+    """
     if data is None:
         data = {}
     hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise InputError(f"unknown key(s) {unknown}; known: {sorted(names)}", where)
+        raise InputError(f"unknown key(s) {unknown}; known: {sorted(fields)}", where)
     kwargs = {}
     for k, v in data.items():
+        default = getattr(base, k) if base is not None else None
+        if base is None and dataclasses.is_dataclass(hints[k]):
+            default = _default_of(fields[k])
         try:
-            kwargs[k] = _coerce(v, hints[k], f"{where}.{k}")
+            if dataclasses.is_dataclass(default) and isinstance(v, dict):
+                kwargs[k] = from_dict(type(default), v, f"{where}.{k}", base=default)
+            else:
+                kwargs[k] = _coerce(v, hints[k], f"{where}.{k}")
         except (ValueError, TypeError) as exc:
             raise InputError(f"bad value: {exc}", where, None, k) from None
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
 
 
 def to_dict(cfg) -> dict:

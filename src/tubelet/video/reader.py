@@ -51,7 +51,7 @@ class _FrameFiles(VideoSource):
             return Image.open(file)
         except FileNotFoundError:
             raise InputError("frame file not found", path=str(file)) from None
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise InputError(f"unreadable image: {exc}", path=str(file)) from None
 
     def _size_error(self, file: Path, width: int, height: int) -> InputError:
@@ -64,7 +64,8 @@ class _FrameFiles(VideoSource):
                 if img.size != (self.width, self.height):
                     raise self._size_error(file, *img.size)
                 return np.array(img.convert("RGB"), dtype=np.uint8)  # [H, W, 3], writable copy
-        except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt pixel data
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            # truncated / corrupt pixel data, or a decompression bomb (PIL's pixel limit)
             raise InputError(f"unreadable image: {exc}", path=str(file)) from None
 
     def __iter__(self) -> Iterator[np.ndarray]:

@@ -202,7 +202,7 @@ class ProposeReduce(VISMethod):
             det = self.rcnn.detect(feats, mask_probs=True)[0]  # probabilities [O, h, w]
             if len(det.scores) == 0:
                 continue
-            binary = det.masks > self.rcnn.mask_thresh  # [O, h, w]
+            binary = det.masks > self.rcnn.mask_thr  # [O, h, w]
             keep = mask_nms(det.scores.cpu(), binary.cpu(), iou_threshold=self.cfg.key_nms_thr)
             keep = torch.as_tensor(keep, dtype=torch.long, device=binary.device)
             masks = binary[keep].float()  # [K, h, w] key-frame masks

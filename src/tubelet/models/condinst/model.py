@@ -69,9 +69,9 @@ class CondInstConfig:
     max_proposals: int = 500              # positives per image used by the mask loss; -1 = all
     score_thr: float = 0.05               # inference: class probability threshold
     pre_nms_topk: int = 1000              # inference: candidates kept per level before NMS
-    nms_thresh: float = 0.6               # inference: class-aware box NMS IoU
+    nms_thr: float = 0.6                  # inference: class-aware box NMS IoU
     max_detections: int = 100             # inference: detections kept per image
-    mask_thresh: float = 0.5              # inference: mask probability threshold
+    mask_thr: float = 0.5                 # inference: mask probability threshold
 
 
 @dataclass
@@ -124,7 +124,7 @@ class CondInst(nn.Module):
                  mask_branch_convs: int = 4, mask_channels: int = 8, dynamic_channels: int = 8,
                  dynamic_layers: int = 3, rel_coords: bool = True, mask_out_stride: int = 4,
                  max_proposals: int = 500, score_thr: float = 0.05, pre_nms_topk: int = 1000,
-                 nms_thresh: float = 0.6, max_detections: int = 100, mask_thresh: float = 0.5,
+                 nms_thr: float = 0.6, max_detections: int = 100, mask_thr: float = 0.5,
                  finders=None):
         super().__init__()
         has_weights = not is_random_init(pretrained)
@@ -151,8 +151,8 @@ class CondInst(nn.Module):
         self.num_classes, self.strides = num_classes, strides
         self.center_radius, self.focal_alpha, self.focal_gamma = center_radius, focal_alpha, focal_gamma
         self.mask_out_stride, self.max_proposals = mask_out_stride, max_proposals
-        self.score_thr, self.pre_nms_topk, self.nms_thresh = score_thr, pre_nms_topk, nms_thresh
-        self.max_detections, self.mask_thresh = max_detections, mask_thresh
+        self.score_thr, self.pre_nms_topk, self.nms_thr = score_thr, pre_nms_topk, nms_thr
+        self.max_detections, self.mask_thr = max_detections, mask_thr
 
     @classmethod
     def from_config(cls, cfg: CondInstConfig, **overrides) -> "CondInst":
@@ -333,11 +333,11 @@ class CondInst(nn.Module):
             cand = select_candidates(outputs.cls_logits[b], outputs.ctr_logits[b],
                                      outputs.box_ltrb[b], outputs.locations, outputs.level_slices,
                                      image_sizes[b], self.score_thr, self.pre_nms_topk,
-                                     self.nms_thresh, self.max_detections)
+                                     self.nms_thr, self.max_detections)
             loc = cand.loc_index
             logits = self.mask_logits(outputs, torch.full_like(loc, b), loc)
             masks = paste_masks(logits, self.mask_out_stride, image_sizes[b], output_sizes[b],
-                                None if mask_probs else self.mask_thresh)
+                                None if mask_probs else self.mask_thr)
             results.append(Detections(
                 boxes=scale_boxes(cand.boxes, image_sizes[b], output_sizes[b]),
                 scores=cand.scores, labels=cand.labels,

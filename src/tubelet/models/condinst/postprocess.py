@@ -77,7 +77,7 @@ class Candidates:
 def select_candidates(cls_logits: Tensor, ctr_logits: Tensor, ltrb: Tensor, locations: Tensor,
                       level_slices: Sequence[slice], image_size: tuple[int, int],
                       score_thr: float = 0.05, pre_nms_topk: int = 1000,
-                      nms_thresh: float = 0.6, max_detections: int = 100) -> Candidates:
+                      nms_thr: float = 0.6, max_detections: int = 100) -> Candidates:
     """FCOS candidate selection + NMS for one image.
 
     Args:
@@ -110,7 +110,7 @@ def select_candidates(cls_logits: Tensor, ctr_logits: Tensor, ltrb: Tensor, loca
     h, w = image_size
     boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
                          boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
-    keep = batched_nms(boxes.float(), score.float(), lab, nms_thresh)[:max_detections]
+    keep = batched_nms(boxes.float(), score.float(), lab, nms_thr)[:max_detections]
     return Candidates(loc[keep], lab[keep], score[keep], boxes[keep])
 
 

@@ -285,7 +285,7 @@ class IAICondInst(nn.Module):
             heads.locations, image_size, weights, self.cls_thr, self.id_thr,
             self.pre_nms_topk, self.nms_thr, self.max_detections)
         logits = ci.mask_logits(heads, torch.zeros_like(loc), loc)  # [K, 1, h_o, w_o]
-        masks = paste_masks(logits, ci.mask_out_stride, image_size, None, ci.mask_thresh)
+        masks = paste_masks(logits, ci.mask_out_stride, image_size, None, ci.mask_thr)
         masks, keep = paint_masks(masks, self.max_mask_lost)  # [K', h, w] valid frame
         loc, scores, boxes = loc[keep], scores[keep], boxes[keep]
         padded = masks.new_zeros(masks.shape[0], *image.shape[-2:])  # [K', H, W]

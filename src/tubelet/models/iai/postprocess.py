@@ -48,9 +48,9 @@ class IAIDetections(TensorRecord):
 
 def select_iai_candidates(cls_logits: Tensor, id_logits: Tensor, ctr_logits: Tensor,
                           ltrb: Tensor, locations: Tensor, image_size: tuple[int, int],
-                          weights: tuple[float, float], cls_thresh: float = 0.1,
-                          id_thresh: float = 0.1, pre_nms_topk: int = 1000,
-                          nms_thresh: float = 0.5,
+                          weights: tuple[float, float], cls_thr: float = 0.1,
+                          id_thr: float = 0.1, pre_nms_topk: int = 1000,
+                          nms_thr: float = 0.5,
                           max_detections: int = 10) -> tuple[Tensor, Tensor, Tensor]:
     """Steps 1-3 for one image.
 
@@ -67,7 +67,7 @@ def select_iai_candidates(cls_logits: Tensor, id_logits: Tensor, ctr_logits: Ten
     cls = torch.sigmoid(cls_logits).max(dim=1).values  # [L]
     ids = torch.sigmoid(id_logits).max(dim=1).values  # [L]
     ctr = torch.sigmoid(ctr_logits)
-    loc = torch.nonzero((cls > cls_thresh) & (ids > id_thresh)).flatten()
+    loc = torch.nonzero((cls > cls_thr) & (ids > id_thr)).flatten()
     a, b = weights
     score = (a * cls[loc] + b * ids[loc]) * ctr[loc]
     if score.numel() > pre_nms_topk:
@@ -78,7 +78,7 @@ def select_iai_candidates(cls_logits: Tensor, id_logits: Tensor, ctr_logits: Ten
     boxes = torch.stack([(xy[:, 0] - d[:, 0]).clamp(0, w), (xy[:, 1] - d[:, 1]).clamp(0, h),
                          (xy[:, 0] + d[:, 2]).clamp(0, w), (xy[:, 1] + d[:, 3]).clamp(0, h)],
                         dim=1)  # [n, 4]
-    keep = nms(boxes.float(), score.float(), nms_thresh)[:max_detections]  # sorted by score
+    keep = nms(boxes.float(), score.float(), nms_thr)[:max_detections]  # sorted by score
     return loc[keep], score[keep], boxes[keep]
 
 

@@ -69,7 +69,7 @@ class MaskRCNNConfig:
     rpn_post_nms_train: int = 2000        # training: proposals per image after NMS
     rpn_pre_nms_test: int = 200           # test: per level before NMS (notes: 200)
     rpn_post_nms_test: int = 200          # test: per image after NMS (notes: 200)
-    rpn_nms_thresh: float = 0.7           # RPN NMS IoU (notes: 0.7)
+    rpn_nms_thr: float = 0.7              # RPN NMS IoU (notes: 0.7)
     box_roi_size: int = 7                 # RoIAlign output for the box head (notes: 7)
     mask_roi_size: int = 14               # RoIAlign output for the mask head (notes: 14)
     sampling_ratio: int = 2               # RoIAlign samples per bin side
@@ -80,10 +80,10 @@ class MaskRCNNConfig:
     roi_bg_iou: float = 0.5               # proposal negative IoU
     roi_batch_per_image: int = 512        # proposals sampled per image for the box loss
     roi_positive_fraction: float = 0.25   # of which at most this fraction positive
-    score_thresh: float = 0.2             # test: class probability threshold (notes: 0.2)
-    nms_thresh: float = 0.5               # test: per-class box NMS IoU (notes: 0.5)
+    score_thr: float = 0.2                # test: class probability threshold (notes: 0.2)
+    nms_thr: float = 0.5                  # test: per-class box NMS IoU (notes: 0.5)
     max_detections: int = 10              # test: O, detections kept per frame (notes: 10)
-    mask_thresh: float = 0.5              # test: mask probability threshold (notes: 0.5)
+    mask_thr: float = 0.5                 # test: mask probability threshold (notes: 0.5)
 
     @classmethod
     def paper(cls, **overrides) -> "MaskRCNNConfig":
@@ -114,13 +114,13 @@ class FrameMaskRCNN(nn.Module):
                  rpn_bg_iou: float = 0.3, rpn_batch_per_image: int = 256,
                  rpn_positive_fraction: float = 0.5, rpn_pre_nms_train: int = 2000,
                  rpn_post_nms_train: int = 2000, rpn_pre_nms_test: int = 200,
-                 rpn_post_nms_test: int = 200, rpn_nms_thresh: float = 0.7,
+                 rpn_post_nms_test: int = 200, rpn_nms_thr: float = 0.7,
                  box_roi_size: int = 7, mask_roi_size: int = 14, sampling_ratio: int = 2,
                  box_head_dim: int = 1024, mask_head_channels: int = 256,
                  mask_head_convs: int = 4, roi_fg_iou: float = 0.5, roi_bg_iou: float = 0.5,
                  roi_batch_per_image: int = 512, roi_positive_fraction: float = 0.25,
-                 score_thresh: float = 0.2, nms_thresh: float = 0.5, max_detections: int = 10,
-                 mask_thresh: float = 0.5, finders=None):
+                 score_thr: float = 0.2, nms_thr: float = 0.5, max_detections: int = 10,
+                 mask_thr: float = 0.5, finders=None):
         super().__init__()
         if len(anchor_sizes) != len(ROI_LEVELS) + 1:
             raise ValueError(f"anchor_sizes needs one size per level P2-P5 + pool, got "
@@ -129,7 +129,7 @@ class FrameMaskRCNN(nn.Module):
         norm = backbone_norm or ("frozen_bn" if has_weights else "bn")
         freeze_at = (2 if has_weights else 0) if freeze_at is None else freeze_at
         self.num_classes, self.size_divisible = num_classes, size_divisible
-        self.mask_thresh = mask_thresh
+        self.mask_thr = mask_thr
         self.backbone = Backbone(backbone, pretrained=pretrained, norm=norm, freeze_at=freeze_at,
                                  return_c2=True, finders=finders)
         # Mask R-CNN's FPN: no conv levels on top; "pool" is added in extract() (max-pool, k1 s2)
@@ -142,7 +142,7 @@ class FrameMaskRCNN(nn.Module):
             positive_fraction=rpn_positive_fraction,
             pre_nms_top_n={"training": rpn_pre_nms_train, "testing": rpn_pre_nms_test},
             post_nms_top_n={"training": rpn_post_nms_train, "testing": rpn_post_nms_test},
-            nms_thresh=rpn_nms_thresh)
+            nms_thresh=rpn_nms_thr)
         self.roi_heads = RoIHeads(
             box_roi_pool=MultiScaleRoIAlign(ROI_LEVELS, box_roi_size, sampling_ratio),
             box_head=TwoMLPHead(fpn_channels * box_roi_size ** 2, box_head_dim),
@@ -150,7 +150,7 @@ class FrameMaskRCNN(nn.Module):
             fg_iou_thresh=roi_fg_iou, bg_iou_thresh=roi_bg_iou,
             batch_size_per_image=roi_batch_per_image, positive_fraction=roi_positive_fraction,
             bbox_reg_weights=None,  # (10, 10, 5, 5) = the released target_stds (0.1, 0.1, 0.2, 0.2)
-            score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=max_detections,
+            score_thresh=score_thr, nms_thresh=nms_thr, detections_per_img=max_detections,
             mask_roi_pool=MultiScaleRoIAlign(ROI_LEVELS, mask_roi_size, sampling_ratio),
             mask_head=MaskRCNNHeads(fpn_channels, [mask_head_channels] * mask_head_convs, 1),
             mask_predictor=MaskRCNNPredictor(mask_head_channels, mask_head_channels,
@@ -222,8 +222,8 @@ class FrameMaskRCNN(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def detect(self, feats: FrameFeatures, mask_probs: bool = False) -> list[RCNNDetections]:
-        """Detections of every frame: at most ``max_detections`` with score > ``score_thresh``
-        after per-class NMS; masks pasted on the valid frame, thresholded at ``mask_thresh``
+        """Detections of every frame: at most ``max_detections`` with score > ``score_thr``
+        after per-class NMS; masks pasted on the valid frame, thresholded at ``mask_thr``
         unless ``mask_probs``."""
         levels = feats.pyramid
         with self._heads_mode(False):
@@ -235,7 +235,7 @@ class FrameMaskRCNN(nn.Module):
             masks = paste_masks_in_image(r["masks"], r["boxes"], size, padding=1)[:, 0]  # [N, h, w]
             out.append(RCNNDetections(boxes=r["boxes"], scores=r["scores"],
                                       labels=r["labels"] - 1,
-                                      masks=masks if mask_probs else masks > self.mask_thresh))
+                                      masks=masks if mask_probs else masks > self.mask_thr))
         return out
 
     def classify_boxes(self, feats: FrameFeatures, boxes: list[Tensor]) -> list[Tensor]:

@@ -70,7 +70,7 @@ class RCNNDetections(TensorRecord):
         boxes: ``[N, 4]`` (x1, y1, x2, y2) pixels of the valid frame.
         scores: ``[N]`` softmax probability of the class.
         labels: ``[N]`` long 0-based foreground class (the box head's column ``label + 1``).
-        masks: ``[N, h, w]`` on the valid frame (h, w): bool (probability > ``mask_thresh``),
+        masks: ``[N, h, w]`` on the valid frame (h, w): bool (probability > ``mask_thr``),
             or float probabilities when asked.
     """
     boxes: Tensor
