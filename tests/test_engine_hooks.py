@@ -204,3 +204,16 @@ def test_no_source_file_over_400_lines():
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}
     assert not long, long
+
+
+def test_stored_configs_from_before_the_thr_renames_still_load():
+    from tubelet.engine.config import experiment_from_dict
+    from tubelet.engine.loading import migrate_stored_config
+    old = {"method": "condinst-track",
+           "model": {"model": {"num_classes": 3, "score_thresh": 0.07, "nms_thresh": 0.55},
+                     "greedy": {"gate": 0.95, "min_mean_score": 0.2},
+                     "memory": {"min_score": 0.15, "mask_nms_iou": 0.4}}}
+    cfg = experiment_from_dict(migrate_stored_config(old)).model
+    assert (cfg.model.score_thr, cfg.model.nms_thr) == (0.07, 0.55)
+    assert (cfg.greedy.gate_thr, cfg.greedy.mean_score_thr) == (0.95, 0.2)
+    assert (cfg.memory.score_thr, cfg.memory.mask_nms_thr) == (0.15, 0.4)

@@ -37,6 +37,30 @@ def load_method(config: str | None, weights: str | None, overrides=(), fuse: boo
     return model, cfg
 
 
+# Config keys renamed by the one-naming-convention change (thresholds end in ``_thr``), per section
+# of a stored condinst-track config: checkpoints written before it still load.
+_RENAMED = {("model", "model"): {"score_thresh": "score_thr", "nms_thresh": "nms_thr",
+                                 "mask_thresh": "mask_thr"},
+            ("model", "greedy"): {"gate": "gate_thr", "min_mean_score": "mean_score_thr"},
+            ("model", "memory"): {"backdrop_iou": "backdrop_iou_thr", "min_score": "score_thr",
+                                  "box_nms_iou": "box_nms_thr", "mask_nms_iou": "mask_nms_thr"}}
+
+
+def migrate_stored_config(cfg: dict) -> dict:
+    """Rename the pre-``_thr`` keys of a stored config dict (in place; returns it)."""
+    if not isinstance(cfg, dict) or cfg.get("method") != "condinst-track":
+        return cfg
+    for path, renames in _RENAMED.items():
+        sec = cfg
+        for key in path:
+            sec = sec.get(key) if isinstance(sec, dict) else None
+        if isinstance(sec, dict):
+            for old, new in renames.items():
+                if old in sec and new not in sec:
+                    sec[new] = sec.pop(old)
+    return cfg
+
+
 def method_from_checkpoint(ck: dict, where: str, config: str | None = None, overrides=(),
                            ema: bool = True):
     """The method of a loaded checkpoint, its weights loaded strictly -> ``(model, cfg)``.
@@ -57,7 +81,7 @@ def method_from_checkpoint(ck: dict, where: str, config: str | None = None, over
         except (TypeError, ValueError, RecursionError) as exc:
             raise InputError(f"stored config is not JSON: {exc}", where, field="meta.config") \
                 from None
-        cfg = experiment_from_dict(stored, f"{where} (stored config)")
+        cfg = experiment_from_dict(migrate_stored_config(stored), f"{where} (stored config)")
         cfg = apply_overrides(cfg, list(overrides), "command line") if overrides else cfg
     else:
         raise InputError("the weights file holds no config; pass --config", where)
