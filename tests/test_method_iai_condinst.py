@@ -175,6 +175,18 @@ def test_real_model_writes_memory_with_tracker_ids():
             assert dense.shape[1:] == (48, 72) and dense.sum(0).max() <= 1
 
 
+def _one_object_batch(h, w, box, label, ident):
+    """A 2-frame random clip [1, 2, 3, h, w] with one box-shaped object (x1, y1, x2, y2) in both
+    frames."""
+    x1, y1, x2, y2 = box
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    mask[y1:y2, x1:x2] = True
+    tg = {"masks": mask[None], "boxes": torch.tensor([[float(x1), y1, x2, y2]]),
+          "labels": torch.tensor([label]), "ids": torch.tensor([ident])}
+    clip = torch.randint(0, 255, (1, 2, 3, h, w), dtype=torch.uint8)
+    return {"images": clip, "targets": [[tg, dict(tg)]]}
+
+
 @pytest.mark.parametrize("overrides", [
     ["model.tracker=greedy", "model.model.use_association=false", "model.model.id_thr=0",
      "model.model.id_loss_weight=0", "model.model.first_frame_weights=[1,0]",
@@ -188,12 +200,7 @@ def test_ablation_rows_train_and_predict(overrides):
     method = _tiny_method(*overrides)
     if "model.model.use_association=false" in overrides:
         assert method.iai.block is None and method.iai.projector is None
-    clip = torch.randint(0, 255, (1, 2, 3, 64, 64), dtype=torch.uint8)
-    mask = torch.zeros(64, 64, dtype=torch.bool)
-    mask[8:40, 8:40] = True
-    tg = {"masks": mask[None], "boxes": torch.tensor([[8.0, 8, 40, 40]]),
-          "labels": torch.tensor([2]), "ids": torch.tensor([0])}
-    losses = method({"images": clip, "targets": [[tg, dict(tg)]]})
+    losses = method(_one_object_batch(64, 64, (8, 8, 40, 40), label=2, ident=0))
     assert set(losses) == {"loss_cls", "loss_box", "loss_ctr", "loss_mask", "loss_id"}
     assert all(torch.isfinite(v) for v in losses.values())
     video = np.random.default_rng(1).integers(0, 255, size=(3, 40, 56, 3), dtype=np.uint8)
@@ -221,11 +228,6 @@ def test_configs_build_and_forward(name, backbone, dim):
     method = build_method(cfg.method, cfg.model)
     assert cfg.model.model.condinst.backbone == backbone and cfg.model.model.assoc_dim == dim
     assert method.iai.block is not None and method.cfg.tracker == "iai"
-    clip = torch.randint(0, 255, (1, 2, 3, 64, 96), dtype=torch.uint8)
-    mask = torch.zeros(64, 96, dtype=torch.bool)
-    mask[10:50, 20:70] = True
-    tg = {"masks": mask[None], "boxes": torch.tensor([[20.0, 10, 70, 50]]),
-          "labels": torch.tensor([0]), "ids": torch.tensor([3])}
-    losses = method({"images": clip, "targets": [[tg, dict(tg)]]})
+    losses = method(_one_object_batch(64, 96, (20, 10, 70, 50), label=0, ident=3))
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
