@@ -1,11 +1,15 @@
-"""Inference throughput (frames/s) of condinst-track per tracker, at the synthetic size and 360x640.
+"""Inference throughput (frames/s) of a model per tracker, at the synthetic size and 360x640.
 
-    python bench/predict_speed.py [--weights W] [--frames 40] [--threads 2] [--repeat 3]
+    python bench/predict_speed.py [--weights W] [--trackers greedy,memory] [--frames 40]
+                                  [--threads 2] [--repeat 3] [key=value ...]
 
 Frames come from the synthetic generator (bench look) rendered at each size; the model is the
 bundled one unless --weights is given. Times the whole streaming path (resize, CondInst, mask
-paste, RLE, tracker) on the model as ``tubelet predict`` loads it (BatchNorm folded, NHWC); the
-first 3 frames are warm-up; each setting runs ``--repeat`` times and the median is reported (a
+paste, RLE, tracker) on the model as ``tubelet predict`` loads it (BatchNorm folded, NHWC); online
+methods: the first 3 frames are warm-up and frames/s counts the rest; offline methods (which
+emit nothing before the whole video is processed): one warm-up video, then the whole video
+is timed (``seconds_per_video`` too). ``--trackers``: comma-separated, default the weights' own
+tracker; extra ``key=value`` overrides go to every setting; each setting runs ``--repeat`` times and the median is reported (a
 shared 2-core machine varies by +-20% run to run). Prints one JSON object.
 """
 from __future__ import annotations
@@ -26,6 +30,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", default="192x320,360x640")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--trackers", default=None, help="comma-separated; default: the stored one")
+    ap.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -37,21 +43,30 @@ def main() -> None:
         cfg = replace(preset("bench"), height=h, width=w, min_frames=args.frames + 3,
                       max_frames=args.frames + 3)
         frames = [f.image for f in generate_video(cfg, seed=123, index=0)]
-        for tracker in ("greedy", "memory"):
-            model, mcfg = load_method(None, args.weights, [f"model.tracker={tracker}",
-                                                           f"model.test_short_side={min(h, w)}",
-                                                           f"model.test_max_size={max(h, w)}"])
-            runs = []
+        for tracker in args.trackers.split(",") if args.trackers else [None]:
+            over = [f"model.test_short_side={min(h, w)}", f"model.test_max_size={max(h, w)}",
+                    *([f"model.tracker={tracker}"] if tracker else []), *args.overrides]
+            model, mcfg = load_method(None, args.weights, over)
+            offline = model.paradigm == "offline"
+            runs, per_video = [], []
+            if offline:
+                sum(1 for _ in model.predict_video(frames))
             for _ in range(args.repeat):
                 stream = iter(model.predict_video(frames))
-                for _ in range(3):
-                    next(stream)
+                if not offline:
+                    for _ in range(3):
+                        next(stream)
                 t0 = time.perf_counter()
                 n = sum(1 for _ in stream)
-                runs.append(n / (time.perf_counter() - t0))
-            out["results"].append({"size": size, "tracker": tracker,
-                                   "frames_per_s": statistics.median(runs),
-                                   "runs_frames_per_s": runs, "timed_frames": n})
+                per_video.append(time.perf_counter() - t0)
+                runs.append(n / per_video[-1])
+            row = {"size": size, "method": mcfg.method,
+                   "tracker": tracker or getattr(model.cfg, "tracker", None),
+                   "frames_per_s": statistics.median(runs), "runs_frames_per_s": runs,
+                   "timed_frames": n}
+            if offline:
+                row["seconds_per_video"] = statistics.median(per_video)
+            out["results"].append(row)
     print(json.dumps(out, indent=1))
 
 

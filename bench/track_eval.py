@@ -33,6 +33,14 @@ def switches(gt, recs) -> SwitchStats:
     return total
 
 
+def score(gt, recs) -> dict:
+    """Official AP / AR and identity switches of one results list (a row of the tables)."""
+    m = evaluate(gt, recs)
+    s = switches(gt, recs).summary()
+    return {"records": len(recs), **{k: m[k] for k in ("AP", "AP50", "AP75", "AR1", "AR10")},
+            **{k: s[k] for k in ("gt_instances", "gt_matched", "switches", "swaps", "id_changes")}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("gt")
@@ -42,13 +50,7 @@ def main() -> None:
     rows = []
     for item in args.results:
         name, path = item.split("=", 1)
-        recs = load_results(path, gt)
-        m = evaluate(gt, recs)
-        s = switches(gt, recs).summary()
-        rows.append({"name": name, "results": path, "records": len(recs), "AP": m["AP"],
-                     "AP50": m["AP50"], "AP75": m["AP75"], "AR1": m["AR1"], "AR10": m["AR10"],
-                     **{k: s[k] for k in ("gt_instances", "gt_matched", "switches", "swaps",
-                                          "id_changes")}})
+        rows.append({"name": name, "results": path, **score(gt, load_results(path, gt))})
     print(json.dumps({"gt": args.gt, "rows": rows}, indent=1))
     print("| tracker | AP | AP50 | AR10 | switches / matched GT | swaps |\n|---|---|---|---|---|---|",
           file=sys.stderr)

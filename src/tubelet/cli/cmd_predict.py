@@ -11,6 +11,9 @@ def register(sub) -> None:
                    help="YAML path or preset (default: the config stored in the weights file)")
     p.add_argument("--weights", default=None,
                    help="checkpoint or state dict (default: the bundled synthetic-benchmark model)")
+    p.add_argument("--method", default=None,
+                   help="use this method's bundled weights (e.g. contrastive-online, "
+                        "iai-condinst, yolov4-seg); instead of --weights")
     p.add_argument("--source", required=True)
     p.add_argument("--out", default="predict_out", help="output folder")
     p.add_argument("--overlay", action="store_true", help="also write an overlay mp4 per video")
@@ -35,9 +38,14 @@ def run(args) -> int:
         raise InputError(f"must be >= 0 (0 = all videos), got {args.max_videos}",
                          field="--max-videos")
     check_output_dir(args.out, "--out")  # before the model is even loaded
-    from tubelet.engine.loading import load_method
+    from tubelet.engine.loading import bundled_weights, load_method
     from tubelet.engine.predict import predict_to_folder
-    model, _ = load_method(args.config, args.weights, args.overrides)
+    weights = args.weights
+    if args.method is not None:
+        if weights is not None:
+            raise InputError("give --method or --weights, not both", field="--method")
+        weights = str(bundled_weights(args.method))
+    model, _ = load_method(args.config, weights, args.overrides)
     predict_to_folder(model, args.source, args.out, max_videos=args.max_videos,
                       overlay=args.overlay, png=args.png, progress=not args.no_progress)
     return 0

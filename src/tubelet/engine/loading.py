@@ -20,6 +20,18 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 BUNDLED = WEIGHTS_DIR / "condinst_track_synth.pt"
 
 
+def bundled_weights(method: str) -> Path:
+    """The bundled synthetic-benchmark weights of a registered method (``tubelet predict
+    --method NAME``): ``weights/<name with _>_synth.pt``; an InputError lists the bundled ones."""
+    path = WEIGHTS_DIR / f"{method.replace('-', '_')}_synth.pt"
+    if not path.is_file():
+        have = sorted(p.name[:-len("_synth.pt")].replace("_", "-")
+                      for p in WEIGHTS_DIR.glob("*_synth.pt"))
+        raise InputError(f"no bundled weights for method {method!r} (bundled: {', '.join(have)}; "
+                         f"or pass --weights)", field="--method")
+    return path
+
+
 def load_method(config: str | None, weights: str | None, overrides=(), fuse: bool = True,
                 ema: bool = True):
     """Build the method from ``config`` (or the config saved with ``weights``) and load weights;
