@@ -13,7 +13,8 @@ categories with the same masks. ``--distinct-masks`` gives every record its own 
 (the worst case for the evaluator, which otherwise parses a shared mask once).
 
 Times load+validate (``load_results``) and ``evaluate()`` separately, best of ``--repeat``, and
-prints one JSON object.
+prints one JSON object. ``bench/eval_cli_speed.py`` times ``tubelet eval`` end to end on the same
+set written to JSON files (process start to exit, JSON parsing included).
 """
 from __future__ import annotations
 

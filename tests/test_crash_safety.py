@@ -62,7 +62,10 @@ def _toy_run(tmp_path, out, max_iters, *extra):
 
 def test_sigterm_checkpoints_and_resume_continues(tmp_path):
     out = tmp_path / "run"
-    p = subprocess.Popen(_toy_run(tmp_path, out, 10 ** 7), stdout=subprocess.PIPE,
+    # with a validation set whose frames do not exist: a stopped run must skip the final
+    # validation (exit now), so this only passes if no evaluation is attempted
+    p = subprocess.Popen(_toy_run(tmp_path, out, 10 ** 7, f"data.val_json={tmp_path / 'gt.json'}"),
+                         stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, cwd=ROOT)
     first = p.stdout.readline()  # "step 1/... loss ..." once training runs
     assert first.startswith("step 1/"), (first, p.stderr.read() if p.poll() is not None else "")
@@ -71,7 +74,7 @@ def test_sigterm_checkpoints_and_resume_continues(tmp_path):
     assert p.returncode == 143 and "stopped by SIGTERM" in err and "Traceback" not in err, err
     summary = json.loads((out / "summary.json").read_text())
     done = summary["steps"]
-    assert summary["stopped_by"] == "SIGTERM" and 1 <= done < 10 ** 7
+    assert summary["stopped_by"] == "SIGTERM" and 1 <= done < 10 ** 7 and "eval" not in summary
     import torch
     assert torch.load(out / "last.pt", weights_only=True)["step"] == done
     # --resume continues from that step to a (now reachable) end

@@ -51,6 +51,8 @@ def test_logging_only_values_are_not_in_the_loss(tmp_path):
     ["train.accum_steps=2", "train.lr_mults={head: 3.0}", "train.grad_clip=0.5"],
 ])
 def test_exact_resume_with_hooks(tmp_path, extra):
+    # exact = bit-identical, which needs the deterministic mode (tests/test_engine_determinism.py)
+    extra = [*extra, "train.deterministic=true"]
     full = train(_toy_cfg(tmp_path, *extra), tmp_path / "full", progress=False)["losses"]
     # interrupted after step 3 of the same 6-step run (the cosine schedule spans all 6)
     first = train(_toy_cfg(tmp_path, *extra), tmp_path / "split", progress=False,

@@ -5,7 +5,9 @@
   shows that random access works through the same predict path as every method, with memory
   bounded by the video source's cache.
 - ``toy-regress``: a trainable method with its own dataset, sampler and collate (the trainer
-  hooks), a summed loss and a logging-only value.
+  hooks), a summed loss and a logging-only value; optionally dropout and input noise drawn from
+  the global torch RNG (of the main process or of a DataLoader worker), so that exact resume
+  depends on every RNG being restored.
 """
 from __future__ import annotations
 
@@ -60,13 +62,17 @@ class ToyOffline(VISMethod):
 class ToyRegressConfig:
     dim: int = 4           # input width
     samples: int = 16      # dataset length
+    dropout: float = 0.0   # dropout probability in forward (global torch RNG of the trainer)
+    noise: float = 0.0     # std of noise added to each sample's input, drawn from the global torch
+    #                        RNG of the process that loads it (a DataLoader worker's, if any)
 
 
 class _RegressData(torch.utils.data.Dataset):
-    """Sample i of epoch e is a pure function of (seed, e, i): exact resume needs nothing else."""
+    """Sample i of epoch e is a pure function of (seed, e, i): exact resume needs nothing else
+    (unless ``noise`` > 0: then also the loading process's global torch RNG)."""
 
-    def __init__(self, n: int, dim: int, seed: int):
-        self.n, self.dim, self.seed, self.epoch = n, dim, seed, 0
+    def __init__(self, n: int, dim: int, seed: int, noise: float = 0.0):
+        self.n, self.dim, self.seed, self.epoch, self.noise = n, dim, seed, 0, noise
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -77,6 +83,8 @@ class _RegressData(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         g = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch * 1009 + i)
         x = torch.randn(self.dim, generator=g)
+        if self.noise:
+            x = x + self.noise * torch.randn(self.dim)
         return {"x": x, "y": x.sum(0, keepdim=True) * 0.5 + 1.0}
 
 
@@ -90,7 +98,7 @@ class ToyRegress(VISMethod):
         self.set_categories([(1, "thing")])
 
     def train_dataset(self, gt, image_root, data_cfg, seed):
-        return _RegressData(self.cfg.samples, self.cfg.dim, seed)
+        return _RegressData(self.cfg.samples, self.cfg.dim, seed, self.cfg.noise)
 
     def train_sampler(self, dataset, num_replicas, rank, seed):
         return torch.utils.data.SequentialSampler(dataset)  # no set_epoch: the trainer copes
@@ -109,7 +117,10 @@ class ToyRegress(VISMethod):
         return int(batch["x"].shape[0])
 
     def forward(self, batch):
-        pred = self.head(torch.relu(self.norm(self.backbone(batch["x"]))))
+        h = torch.relu(self.norm(self.backbone(batch["x"])))  # [B, 8]
+        if self.cfg.dropout:
+            h = nn.functional.dropout(h, self.cfg.dropout, self.training)
+        pred = self.head(h)
         err = pred - batch["y"]
         return {"loss_mse": (err ** 2).mean(), "abs_err": err.abs().mean()}
 

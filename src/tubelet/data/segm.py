@@ -26,7 +26,6 @@ strings of many records are joined and decoded in one numpy pass, and a string s
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from typing import Any, Sequence
 
 from pycocotools import mask as mask_utils
@@ -40,6 +39,9 @@ MAX_SIDE = 16384  # largest frame side accepted (16K video); bigger sizes are ty
 # ----------------------------------------------------------------------------- sizes
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+_INT = {int}
 
 
 def check_frame_size(height: Any, width: Any, path: str | None = None, record: str | None = None,
@@ -68,6 +70,8 @@ def _clip_polygon(xy: list[float], x0: float, y0: float, x1: float, y1: float) -
     Intersections are computed in exact rationals (coordinates may be 1e300: a float difference
     of two of them overflows), then rounded once.
     """
+    from fractions import Fraction  # here: only absurd polygons need it (a 7 ms import)
+
     pts = [(Fraction(x), Fraction(y)) for x, y in zip(xy[0::2], xy[1::2])]
     for axis, bound, keep_above in ((0, x0, True), (0, x1, False), (1, y0, True), (1, y1, False)):
         b = Fraction(bound)
@@ -181,7 +185,8 @@ def check_segmentation(seg: Any, size: tuple[int, int] | None, path: str | None 
                     raise InputError(f"unreadable mask: {problem}", path, record, fld)
             return {"size": [size[0], size[1]], "counts": counts}
         if isinstance(counts, list):  # uncompressed, as in the official YouTube-VIS GT
-            if not all(_is_int(c) for c in counts):
+            # the type set first: one C loop over the ~500 ints of a mask, not a Python one
+            if not set(map(type, counts)) <= _INT and not all(_is_int(c) for c in counts):
                 raise InputError("unreadable mask: uncompressed RLE 'counts' must be ints",
                                  path, record, fld)
             if counts and min(counts) < 0:
@@ -218,7 +223,10 @@ def check_segmentations(segs: Sequence[Any], size: tuple[int, int], path: str | 
         counts_check: as in :func:`check_segmentation`; without one, the record's compressed
             strings are decoded together before returning (one vectorised pass per record).
     Returns:
-        T compressed RLEs or None.
+        T compressed RLEs or None. Equal compressed RLEs of one ``counts_check`` (one file) are
+        one dict, shared by the records that repeat the mask (a multi-class method writes a
+        track once per category): treat them as read-only. Evaluating such records compares
+        and parses each mask once.
     """
     owner = owner or "the frame"
     if length is not None and len(segs) != length:
@@ -229,22 +237,33 @@ def check_segmentations(segs: Sequence[Any], size: tuple[int, int], path: str | 
             return check_segmentations(segs, size, path, record, owner=owner, counts_check=local)
     size_of = f"{owner} size {size[0]}x{size[1]}"
     height, width = size
+    hw = [height, width]
     total = height * width
-    seen = counts_check.seen(total)
+    masks = counts_check.masks(height, width)  # counts -> the one mask dict of this file
+    get = masks.get
     out: list[dict | None] = []
+    append = out.append
+    new, new_t = [], []  # strings not seen before in this file, and their frames
     for t, s in enumerate(segs):
         if s is None:
-            out.append(None)
+            append(None)
             continue
         if type(s) is dict:  # fast path: a compressed RLE of the expected size (nearly all)
             counts, sz = s.get("counts"), s.get("size")
-            if (type(counts) is str and type(sz) is list and len(sz) == 2
-                    and sz[0] == height and sz[1] == width
-                    and type(sz[0]) is int and type(sz[1]) is int):
-                if counts not in seen:
-                    counts_check.add(counts, total, path, record, f"segmentations[{t}]")
-                out.append({"size": [height, width], "counts": counts})
+            # (sz == hw holds for [720.0, 1280] too: the types are checked as well)
+            if (type(counts) is str and type(sz) is list and sz == hw
+                    and type(sz[0]) is int is type(sz[1])):
+                m = get(counts)
+                if m is None:  # a new string: decode-checked, one dict for all its uses
+                    m = masks[counts] = {"size": [height, width], "counts": counts}
+                    new.append(counts)
+                    new_t.append(t)
+                append(m)
                 continue
-        out.append(check_segmentation(s, size, path, record, f"segmentations[{t}]",
-                                      size_of=size_of, counts_check=counts_check))
+        if new:  # queued first: an error in this entry comes after theirs, in file order
+            counts_check.add_frames(new, new_t, total, path, record)
+            new, new_t = [], []
+        append(check_segmentation(s, size, path, record, f"segmentations[{t}]",
+                                  size_of=size_of, counts_check=counts_check))
+    counts_check.add_frames(new, new_t, total, path, record)
     return out

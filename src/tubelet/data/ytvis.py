@@ -14,8 +14,6 @@ file, the record and the field.
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import os
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from tubelet.data.rle_counts import RleCountsCheck
 from tubelet.data.segm import check_frame_size, check_segmentations
 from tubelet.errors import InputError
 from tubelet.structures.rle import area as rle_area
-from tubelet.utils.fileio import read_json, write_json
+from tubelet.utils.fileio import gc_paused, read_json, write_json
 
 
 @dataclass
@@ -58,6 +56,9 @@ class YTVISDataset:
     annotations: list[Annotation]
     path: str = ""
     info: dict = field(default_factory=dict)
+    # Foreground area of each compressed-RLE string of the annotations, computed while loading
+    # (the decode check gives it): the evaluator reads areas here instead of parsing again.
+    mask_areas: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def annotations_of(self, video_id: int) -> list[Annotation]:
         if not hasattr(self, "_by_video"):
@@ -80,7 +81,7 @@ class YTVISDataset:
         return YTVISDataset({i: v for i, v in self.videos.items() if i in keep},
                             dict(self.categories),
                             [a for a in self.annotations if a.video_id in keep],
-                            self.path, self.info)
+                            self.path, self.info, self.mask_areas)
 
     def to_json(self) -> dict:
         """The dataset as a YouTube-VIS JSON object (compressed RLE)."""
@@ -146,23 +147,6 @@ def _video_segs(segs: list, video: Video, path: str, record: str,
     return check_segmentations(segs, (video.height, video.width), path, record,
                                length=video.length, owner=f"video {video.id}",
                                counts_check=counts_check)
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while records are validated.
-
-    Validation makes ~2 new containers per mask (13k records x 25 frames on YouTube-VIS val),
-    all kept and none in a cycle; the collector would re-traverse the growing heap many times.
-    On ``bench/eval_speed.py --distinct-masks`` that was 1.2 of the 2.9 s of ``load_results``.
-    """
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 # ----------------------------------------------------------------------------------- GT
@@ -231,11 +215,12 @@ def load_ytvis(source: str | os.PathLike | dict, path: str | None = None) -> YTV
         raise InputError("expected a list", path, None, "annotations")
     annotations: list[Annotation] = []
     seen_ids: set[int] = set()
-    with _gc_paused(), RleCountsCheck() as counts_check:  # RLE strings decoded in batches
+    with gc_paused(), RleCountsCheck() as counts_check:  # RLE strings decoded in batches
         for i, a in enumerate(anns_raw):
             annotations.append(_annotation(a, i, videos, categories, seen_ids, path,
                                            counts_check))
-    return YTVISDataset(videos, categories, annotations, path, data.get("info", {}) or {})
+    return YTVISDataset(videos, categories, annotations, path, data.get("info", {}) or {},
+                        counts_check.areas)
 
 
 def _annotation(a: Any, i: int, videos: dict[int, Video], categories: dict[int, str],
@@ -275,19 +260,33 @@ def _annotation(a: Any, i: int, videos: dict[int, Video], categories: dict[int, 
 
 
 # ----------------------------------------------------------------------------------- results
+class ResultRecords(list):
+    """The records returned by :func:`validate_results`: a plain list of record dicts, plus
+    ``mask_areas``, the foreground area of each of their compressed-RLE strings (computed by the
+    decode check; the evaluator reads areas here instead of parsing the strings again). Areas
+    are looked up by string, so a record changed afterwards is still scored right: a string
+    not in ``mask_areas`` is measured by pycocotools."""
+
+    def __init__(self, records: Iterable[dict] = (), mask_areas: dict[str, int] | None = None):
+        super().__init__(records)
+        self.mask_areas: dict[str, int] = {} if mask_areas is None else mask_areas
+
+
 def validate_results(records: Any, gt: YTVISDataset, path: str = "<results>",
-                     ignore_unknown_categories: bool = True) -> list[dict]:
+                     ignore_unknown_categories: bool = True) -> ResultRecords:
     """Validate result records against ``gt``; return new records with compressed-RLE masks.
 
     Records whose category is absent from the GT are dropped (the official evaluator ignores
     them) unless ``ignore_unknown_categories`` is False, in which case they are an error.
+    Records repeating a mask share one mask dict (treat masks as read-only), see
+    :func:`~tubelet.data.segm.check_segmentations`.
     """
     if isinstance(records, dict) and "annotations" in records:
         records = records["annotations"]
     if not isinstance(records, list):
         raise InputError(f"expected a list of result records, got {type(records).__name__}", path)
     out = []
-    with _gc_paused(), RleCountsCheck() as counts_check:  # RLE strings decoded in batches
+    with gc_paused(), RleCountsCheck() as counts_check:  # RLE strings decoded in batches
         for i, r in enumerate(records):
             rec = f"results[{i}]"
             vid = _req(r, "video_id", path, rec, int)
@@ -304,10 +303,10 @@ def validate_results(records: Any, gt: YTVISDataset, path: str = "<results>",
                 raise InputError(f"unknown category id {cid}", path, rec, "category_id")
             out.append({"video_id": vid, "category_id": cid, "score": score,
                         "segmentations": segs})
-    return out
+    return ResultRecords(out, counts_check.areas)
 
 
-def load_results(source: str | os.PathLike | list, gt: YTVISDataset, **kw) -> list[dict]:
+def load_results(source: str | os.PathLike | list, gt: YTVISDataset, **kw) -> ResultRecords:
     """Load a results JSON file (or a list of records) and validate it against ``gt``."""
     if isinstance(source, list):
         return validate_results(source, gt, "<memory>", **kw)

@@ -51,8 +51,8 @@ class TrainConfig:
     eval_every: int = 0           # periodic validation period (0 = only at the end if val_json)
     ckpt_every: int = 200         # checkpoint period (steps); a checkpoint is always written at the end
     device: str = "auto"          # "auto" | "cpu" | "cuda"
-    deterministic: bool = False   # bit-identical reruns: deterministic kernels, 1 CPU thread
-    #                               (engine/stop.py::set_deterministic; cost in its docstring)
+    deterministic: bool = False   # bit-identical reruns and resumes: deterministic kernels and
+    #                               1 CPU thread (engine/determinism.py; cost: README, training)
 
 
 def check_experiment(cfg: "ExperimentConfig", where: str = "config") -> None:

@@ -1,4 +1,4 @@
-"""Graceful stop on SIGTERM / SIGINT, and the deterministic training mode (issue 13, items 7-8).
+"""Graceful stop on SIGTERM / SIGINT (issue 13, item 8).
 
 A signal only sets a flag; the trainer checks it after each optimizer step, so the step in flight
 finishes, a checkpoint and ``summary.json`` are written, and ``--resume`` continues exactly. A
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import signal
 import threading
-
-import torch
 
 from tubelet.engine import dist
 
@@ -54,18 +52,3 @@ class GracefulStop:
         self.signal_name = self.signal_name or next((n for n in names if n), None)
         return self.signal_name is not None
 
-
-def set_deterministic() -> None:
-    """``train.deterministic: true``: deterministic kernels and one CPU thread.
-
-    ``torch.use_deterministic_algorithms`` makes ops without a deterministic kernel raise instead
-    of silently varying; cuBLAS needs a fixed workspace (set before first use); one intra-op
-    thread fixes how CPU reductions are split. NOT YET MEASURED (issue 13 item 7): whether this
-    removes the 7-step divergence, and its cost on the tiny config.
-    """
-    import os
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.set_num_threads(1)

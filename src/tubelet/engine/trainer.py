@@ -2,8 +2,11 @@
 
 Exact resume: clip sampling is a pure function of (seed, epoch, index), the sampler order a pure
 function of (seed, epoch), and the checkpoint holds model, optimizer, scheduler, scaler, step and
-every RNG state; a resumed run skips the micro-batches already consumed in the current epoch and
-then draws exactly what the uninterrupted run would have drawn.
+every RNG state (Python, NumPy, torch CPU / CUDA, and the DataLoader seed of the current epoch);
+a resumed run skips the micro-batches already consumed in the current epoch and then draws
+exactly what the uninterrupted run would have drawn. Bit-identical (also with ``accum_steps`` >
+1) under ``train.deterministic`` (engine/determinism.py); otherwise as far as the CPU threads
+allow.
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from tubelet.engine.checkpoint import load_checkpoint, rng_state, save_checkpoin
 from tubelet.engine.config import ExperimentConfig, experiment_to_dict
 from tubelet.engine.optim import ModelEMA, build_optimizer
 from tubelet.engine.schedule import lr_factor
-from tubelet.engine.stop import GracefulStop, set_deterministic
+from tubelet.engine.determinism import deterministic_mode
+from tubelet.engine.stop import GracefulStop
 from tubelet.errors import InputError
 from tubelet.methods import build_method
 from tubelet.methods.base import split_losses
@@ -109,14 +113,20 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     per-step loss history (``losses``, the summed loss of each optimizer step).
 
     ``stop_after``: write a checkpoint and stop once this many steps are done (the schedule
-    still spans ``train.max_iters``; ``resume=True`` continues exactly)."""
+    still spans ``train.max_iters``; ``resume=True`` continues exactly). With
+    ``train.deterministic`` the process runs deterministic kernels on one CPU thread until this
+    returns (then its previous settings are back)."""
+    with deterministic_mode(cfg.train.deterministic):
+        return _train(cfg, out_dir, resume, progress, stop_after)
+
+
+def _train(cfg: ExperimentConfig, out_dir, resume: bool, progress: bool,
+           stop_after: int | None) -> dict:
     out_dir = check_output_dir(out_dir)  # a file, a path through one, unwritable: refused now
     device = dist.pick_device(cfg.train.device)
     rank, world = dist.init_from_env(device)
     main = rank == 0
     t = cfg.train
-    if t.deterministic:
-        set_deterministic()
     seed_all(t.seed)  # identical init on every rank (DDP also broadcasts rank 0's weights)
 
     if not cfg.data.train_json:
@@ -128,8 +138,11 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     model.to(device)
     dataset = model.train_dataset(gt, cfg.data.train_images, cfg.data, t.seed)
     sampler = model.train_sampler(dataset, world, rank, t.seed)
+    # the loader's own generator, seeded per epoch below: iter(loader) would otherwise draw the
+    # workers' base seed from the global torch RNG each time, once more on a mid-epoch resume
+    loader_rng = torch.Generator()
     loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=t.num_workers, collate_fn=model.collate)
+                        num_workers=t.num_workers, collate_fn=model.collate, generator=loader_rng)
     if len(loader) == 0:
         raise InputError(f"{len(dataset)} samples cannot fill one batch of {t.batch_size} x "
                          f"{world} processes", cfg.data.train_json)
@@ -140,9 +153,11 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     autocast, scaler = _amp_context(t, device)
     ema = ModelEMA(model, t.ema_decay, t.ema_tau) if t.ema else None
     step, micro = 0, 0  # optimizer steps done; micro-batches consumed in total
+    epoch_seed = None   # the DataLoader seed of the current epoch
     ckpt_path = out_dir / "last.pt"
     if resume:
-        step, micro = _resume(ckpt_path, device, rank, model, optimizer, sched, scaler, ema)
+        step, micro, epoch_seed = _resume(ckpt_path, device, rank, model, optimizer, sched,
+                                          scaler, ema)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out_dir)  # a killed run's half-written checkpoint / json
@@ -163,6 +178,12 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     with GracefulStop() as stopper:
         while step < t.max_iters:
             epoch, skip = divmod(micro, per_epoch)
+            if skip == 0 or epoch_seed is None:
+                # the draw DataLoader itself makes without a generator (so the global RNG
+                # sequence, and the golden losses, are unchanged), made once per epoch and
+                # checkpointed: a run resumed mid-epoch reuses it instead of drawing again
+                epoch_seed = int(torch.empty((), dtype=torch.int64).random_())
+            loader_rng.manual_seed(epoch_seed)  # workers: base seed from it, + worker id
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             if hasattr(dataset, "set_epoch"):
@@ -216,7 +237,8 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
                 stop = step >= t.max_iters or (stop_after is not None and step >= stop_after) \
                     or stopped_by is not None
                 if step % t.ckpt_every == 0 or stop:
-                    _save(ckpt_path, model, optimizer, sched, scaler, ema, step, micro, cfg, main)
+                    _save(ckpt_path, model, optimizer, sched, scaler, ema, step, micro,
+                          epoch_seed, cfg, main)
                 if stop:
                     break
             if (stop_after is not None and step >= stop_after) or stopped_by is not None:
@@ -226,7 +248,8 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
                "stopped_by": stopped_by,
                "images_per_s": images_seen / max(time.time() - t0, 1e-9),
                "checksums": dist.all_gather_object(checksum(model))}
-    if cfg.data.val_json and not t.eval_every:
+    # a stop signal means "exit now": the checkpoint is written, the final validation is skipped
+    if cfg.data.val_json and not t.eval_every and stopped_by is None:
         summary["eval"] = _evaluate(ema.module if ema else model, cfg, logger, step, main)
     if main:
         write_json(out_dir / "summary.json", {k: v for k, v in summary.items()}, indent=1)
@@ -234,8 +257,10 @@ def train(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     return summary
 
 
-def _resume(path, device, rank, model, optimizer, sched, scaler, ema) -> tuple[int, int]:
-    """Load every state of ``path`` into the training objects; return (step, micro)."""
+def _resume(path, device, rank, model, optimizer, sched, scaler,
+            ema) -> tuple[int, int, int | None]:
+    """Load every state of ``path`` into the training objects; return (step, micro, DataLoader
+    seed of the current epoch; None from a checkpoint written before it was stored)."""
     ck = load_checkpoint(path, map_location=device)
     try:
         model.load_state_dict(ck["model"])
@@ -247,22 +272,31 @@ def _resume(path, device, rank, model, optimizer, sched, scaler, ema) -> tuple[i
                 raise KeyError("ema (the run was started with train.ema=false)")
             ema.load_state_dict(ck["ema"])
         step, micro = int(ck["step"]), int(ck["micro"])
-        set_rng_state(ck["rng"][rank] if isinstance(ck["rng"], list) else ck["rng"])
+        rng = ck["rng"][rank] if isinstance(ck["rng"], list) else ck["rng"]
+        set_rng_state(rng)
+        epoch_seed = rng.get("loader")
     except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise InputError(f"cannot resume from this checkpoint (another config or method?): "
                          f"{str(exc)[:300]}", str(path)) from None
-    return step, micro
+    return step, micro, None if epoch_seed is None else int(epoch_seed)
 
 
 def _skip(loader, n: int):
+    """An iterator over ``loader`` past its first ``n`` batches, which are loaded again: the
+    sampling is pure, and any RNG the loading draws from in this process (augmentation with the
+    global RNGs, num_workers = 0) is put back, since the checkpointed state already holds those
+    draws (workers are re-seeded from the epoch's DataLoader seed and replay theirs)."""
+    state = rng_state()
     it = iter(loader)
-    for _ in range(n):  # re-draws the consumed batches; sampling is pure so this is exact
+    for _ in range(n):
         next(it)
+    set_rng_state(state)
     return it
 
 
-def _save(path, model, optimizer, sched, scaler, ema, step, micro, cfg, main) -> None:
-    rngs = dist.all_gather_object(rng_state())
+def _save(path, model, optimizer, sched, scaler, ema, step, micro, epoch_seed, cfg,
+          main) -> None:
+    rngs = dist.all_gather_object({**rng_state(), "loader": epoch_seed})
     if main:
         extra = {"ema": ema.state_dict()} if ema is not None else {}
         save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(),

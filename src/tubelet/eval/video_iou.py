@@ -20,7 +20,7 @@ computes the bounding box of every mask, which costs several times the parse its
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -30,11 +30,15 @@ from tubelet.structures.rle import area as rle_area
 RLE = dict  # {"size": [H, W], "counts": str}
 
 
-def frame_areas(tracks: Sequence[Sequence[RLE | None]], length: int) -> np.ndarray:
+def frame_areas(tracks: Sequence[Sequence[RLE | None]], length: int,
+                known: Mapping[str, int] | None = None) -> np.ndarray:
     """Per-frame mask areas of ``N`` tracks.
 
     Args:
         tracks: N tracks, each ``[T]`` compressed RLEs or None (T = ``length``).
+        known: areas already known by ``counts`` string (the loaders' decode check computes
+            them: ``YTVISDataset.mask_areas``, ``ResultRecords.mask_areas``); the other masks
+            are measured by pycocotools.
     Returns:
         ``[N, T]`` int64 pixel counts, 0 where the frame is None.
     """
@@ -43,8 +47,22 @@ def frame_areas(tracks: Sequence[Sequence[RLE | None]], length: int) -> np.ndarr
         return out
     present = np.array([[s is not None for s in segs] for segs in tracks], dtype=bool)  # [N, T]
     flat = [s for segs in tracks for s in segs if s is not None]  # row-major, matches `present`
-    if flat:
+    if not flat:
+        return out
+    got = None
+    if known:
+        try:
+            got = [known.get(s["counts"]) for s in flat]
+        except TypeError:  # an unhashable 'counts' (not a validated mask): measure them all
+            got = None
+    if got is None:
         out[present] = rle_area(flat)
+        return out
+    miss = [i for i, a in enumerate(got) if a is None]
+    if miss:
+        for i, a in zip(miss, rle_area([flat[i] for i in miss]).tolist()):
+            got[i] = a
+    out[present] = got
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
-from tubelet.data.ytvis import YTVISDataset, load_ytvis, validate_results
+from tubelet.data.ytvis import ResultRecords, YTVISDataset, load_ytvis, validate_results
 from tubelet.errors import InputError
 from tubelet.eval.accumulate import accumulate, per_category_ap, pr_curves, summarize
 from tubelet.eval.match_table import MatchTable, match_all
@@ -128,13 +128,14 @@ class YTVISEvaluator:
         self.reset()
 
     def reset(self) -> None:
-        self._records: list[dict] = []
+        self._records = ResultRecords()
         self._videos: set[int] = set()
 
     def process(self, records: Iterable[dict], video_ids: Iterable[int] = ()) -> None:
         """Add result records (``{video_id, category_id, score, segmentations}``)."""
         recs = validate_results(list(records), self.gt, "<process>")
         self._records += recs
+        self._records.mask_areas.update(recs.mask_areas)
         self._videos.update(r["video_id"] for r in recs)
         for v in video_ids:
             if v not in self.gt.videos:
