@@ -161,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             with open(res_path, "w") as f:
                 json.dump(results, f)
         del gt_dict, results
-        report: dict = {
-            "videos": args.videos, "distinct_masks": args.distinct_masks,
-            "gt_uncompressed": args.gt_uncompressed,
+        report: dict = {  # (with --data, how the files were made is not known: null)
+            "videos": args.videos,
+            "distinct_masks": None if args.data else args.distinct_masks,
+            "gt_uncompressed": None if args.data else args.gt_uncompressed,
             "gt_mb": round(gt_path.stat().st_size / 2 ** 20, 1),
             "results_mb": round(res_path.stat().st_size / 2 ** 20, 1),
             "generate_s": round(t_gen, 2), "repeat": args.repeat,

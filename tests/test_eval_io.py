@@ -154,9 +154,11 @@ def test_repeated_masks_share_one_dict_of_the_right_size(tmp_path):
     assert v2[0]["segmentations"][0] == {"size": [5, 4], "counts": counts}
     assert v2[0]["segmentations"][1] is v2[0]["segmentations"][0]  # same string, same size
     # in-memory records: the caller's dicts are never returned (nor changed)
+    before = json.dumps(recs)
     mem = validate_results(recs, gt)
     assert all(m is not s for r, q in zip(mem, recs)
                for m, s in zip(r["segmentations"], q["segmentations"]))
+    assert json.dumps(recs) == before
     # a second file gets its own dicts
     again = load_results(tmp_path / "r.json", gt)
     assert again[0]["segmentations"][0] is not out[0]["segmentations"][0]

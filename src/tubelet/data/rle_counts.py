@@ -43,7 +43,8 @@ class RleCountsCheck:
         self.areas: dict[str, int] = {}  # foreground area of every string checked so far
 
     def seen(self, total: int) -> set[str]:
-        """The strings already checked (or queued) for masks of ``total`` pixels."""
+        """The strings already checked (or queued) by :meth:`add` for masks of ``total``
+        pixels."""
         return self._seen.setdefault(total, set())
 
     def masks(self, height: int, width: int) -> dict[str, dict]:
@@ -68,7 +69,6 @@ class RleCountsCheck:
         masks of ``total`` pixels; the caller passes each string once (see :meth:`masks`)."""
         if strings:
             _check_total(total)
-            self.seen(total).update(strings)
             self._queue(strings, total, path, record, frames, sum(map(len, strings)))
 
     def _queue(self, strings, total, path, record, fields, chars) -> None:

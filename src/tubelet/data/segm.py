@@ -255,7 +255,7 @@ def check_segmentations(segs: Sequence[Any], size: tuple[int, int], path: str | 
                     and type(sz[0]) is int is type(sz[1])):
                 m = get(counts)
                 if m is None:  # a new string: decode-checked, one dict for all its uses
-                    m = masks[counts] = {"size": [height, width], "counts": counts}
+                    m = masks[counts] = {"size": hw, "counts": counts}  # (hw: read-only too)
                     new.append(counts)
                     new_t.append(t)
                 append(m)
