@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import tests.toy_methods  # noqa: F401  (registers the hidden test doubles)
+from tests.toy_methods import write_toy_run
 from tests.video_clips import save_pngs, smooth_frames
 from tubelet.methods import build_method
 from tubelet.utils.fileio import is_temp_name, remove_stale_temps, write_json
@@ -47,13 +48,9 @@ def test_predict_rerun_is_idempotent_and_marks_completion(tmp_path):
 
 
 def _toy_run(tmp_path, out, max_iters, *extra):
-    y = tmp_path / "toy.yaml"
-    y.write_text("method: toy-regress\nmodel: {dim: 4, samples: 8}\n"
-                 "train: {lr: 0.01, batch_size: 2, warmup_iters: 0, log_every: 1,"
-                 " ckpt_every: 1000000}\n")
-    gt = tmp_path / "gt.json"
-    gt.write_text('{"videos": [{"id": 1, "width": 4, "height": 4, "length": 1, "file_names": '
-                  '["v/00000.jpg"]}], "categories": [{"id": 1, "name": "a"}], "annotations": []}')
+    y, gt = write_toy_run(tmp_path, "{dim: 4, samples: 8}",
+                          "{lr: 0.01, batch_size: 2, warmup_iters: 0, log_every: 1,"
+                          " ckpt_every: 1000000}")
     code = ("import sys, tests.toy_methods; from tubelet.cli.main import main; "
             "sys.exit(main(sys.argv[1:]))")
     return [sys.executable, "-c", code, "train", "--config", str(y), "--out", str(out),

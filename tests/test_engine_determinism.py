@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import tests.toy_methods  # noqa: F401  (registers the hidden test doubles)
+from tests.toy_methods import write_toy_run
 from tubelet.data.synth import preset, write_dataset
 from tubelet.engine import trainer
 from tubelet.engine.config import load_experiment
@@ -30,13 +31,9 @@ def _assert_bit_identical(a: dict, b: dict) -> None:
 def _toy_cfg(tmp_path, *extra):
     """toy-regress with dropout (the trainer's torch RNG) and input noise (the loading process's
     torch RNG): 8 samples in batches of 2, so an epoch is 4 micro-batches."""
-    y = tmp_path / "toy.yaml"
-    y.write_text("method: toy-regress\nmodel: {dim: 4, samples: 8, dropout: 0.3, noise: 0.1}\n"
-                 "train: {lr: 0.01, batch_size: 2, max_iters: 12, warmup_iters: 0, log_every: 1,"
-                 " ckpt_every: 1000, deterministic: true}\n")
-    gt = tmp_path / "gt.json"  # any valid GT: the toy draws its own samples
-    gt.write_text('{"videos": [{"id": 1, "width": 4, "height": 4, "length": 1, "file_names": '
-                  '["v/00000.jpg"]}], "categories": [{"id": 1, "name": "a"}], "annotations": []}')
+    y, gt = write_toy_run(tmp_path, "{dim: 4, samples: 8, dropout: 0.3, noise: 0.1}",
+                          "{lr: 0.01, batch_size: 2, max_iters: 12, warmup_iters: 0, log_every: 1,"
+                          " ckpt_every: 1000, deterministic: true}")
     return load_experiment(str(y), [f"data.train_json={gt}", *extra])
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import tests.toy_methods  # noqa: F401  (registers the hidden test doubles)
+from tests.toy_methods import write_toy_run
 from tubelet.engine.config import load_experiment
 from tubelet.engine.optim import ModelEMA, lr_multiplier, param_groups
 from tubelet.engine.schedule import lr_factor
@@ -20,13 +21,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tubelet"
 
 
 def _toy_cfg(tmp_path, *extra):
-    y = tmp_path / "toy.yaml"
-    y.write_text("method: toy-regress\nmodel: {dim: 4, samples: 8}\n"
-                 "train: {lr: 0.01, batch_size: 2, max_iters: 6, warmup_iters: 0, log_every: 1,"
-                 " ckpt_every: 3}\n")
-    gt = tmp_path / "gt.json"  # any valid GT: the toy draws its own samples
-    gt.write_text('{"videos": [{"id": 1, "width": 4, "height": 4, "length": 1, "file_names": '
-                  '["v/00000.jpg"]}], "categories": [{"id": 1, "name": "a"}], "annotations": []}')
+    y, gt = write_toy_run(tmp_path, "{dim: 4, samples: 8}",
+                          "{lr: 0.01, batch_size: 2, max_iters: 6, warmup_iters: 0, log_every: 1,"
+                          " ckpt_every: 3}")
     return load_experiment(str(y), [f"data.train_json={gt}", *extra])
 
 

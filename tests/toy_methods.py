@@ -127,3 +127,15 @@ class ToyRegress(VISMethod):
 
 register_method("toy-offline", ToyOfflineConfig, hidden=True)(ToyOffline)
 register_method("toy-regress", ToyRegressConfig, hidden=True)(ToyRegress)
+
+
+def write_toy_run(tmp_path, model: str, train: str):
+    """``(toy.yaml, gt.json)`` in ``tmp_path`` for a toy-regress run: ``model`` / ``train`` are the
+    YAML flow mappings of those sections; the GT is any valid file (the toy draws its own
+    samples)."""
+    y = tmp_path / "toy.yaml"
+    y.write_text(f"method: toy-regress\nmodel: {model}\ntrain: {train}\n")
+    gt = tmp_path / "gt.json"
+    gt.write_text('{"videos": [{"id": 1, "width": 4, "height": 4, "length": 1, "file_names": '
+                  '["v/00000.jpg"]}], "categories": [{"id": 1, "name": "a"}], "annotations": []}')
+    return y, gt
