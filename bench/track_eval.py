@@ -41,6 +41,18 @@ def score(gt, recs) -> dict:
             **{k: s[k] for k in ("gt_instances", "gt_matched", "switches", "swaps", "id_changes")}}
 
 
+def print_table(rows: list[dict], lead: dict[str, str], file=sys.stderr) -> None:
+    """A markdown table of :func:`score` rows: the ``lead`` columns (header -> row key) then AP,
+    AP50, AP75, AR1, AR10 (percent), switches / matched GT and swaps."""
+    heads = [*lead, "AP", "AP50", "AP75", "AR1", "AR10", "switches / matched GT", "swaps"]
+    print("| " + " | ".join(heads) + " |\n|" + "---|" * len(heads), file=file)
+    for r in rows:
+        cells = [str(r[k]) for k in lead.values()]
+        cells += [f"{100 * r[k]:.1f}" for k in ("AP", "AP50", "AP75", "AR1", "AR10")]
+        cells += [f"{r['switches']} / {r['gt_matched']}", str(r["swaps"])]
+        print("| " + " | ".join(cells) + " |", file=file)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("gt")
@@ -52,12 +64,7 @@ def main() -> None:
         name, path = item.split("=", 1)
         rows.append({"name": name, "results": path, **score(gt, load_results(path, gt))})
     print(json.dumps({"gt": args.gt, "rows": rows}, indent=1))
-    print("| tracker | AP | AP50 | AR10 | switches / matched GT | swaps |\n|---|---|---|---|---|---|",
-          file=sys.stderr)
-    for r in rows:
-        print(f"| {r['name']} | {100 * r['AP']:.1f} | {100 * r['AP50']:.1f} | "
-              f"{100 * r['AR10']:.1f} | {r['switches']} / {r['gt_matched']} | {r['swaps']} |",
-              file=sys.stderr)
+    print_table(rows, {"tracker": "name"})
 
 
 if __name__ == "__main__":

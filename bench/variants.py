@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from track_eval import score
+from track_eval import print_table, score
 
 from tubelet.data.ytvis import load_results, load_ytvis
 
@@ -50,12 +50,7 @@ def main() -> None:
                      "seconds": done.get("seconds"), "frames": done.get("frames"),
                      **score(gt, load_results(str(out / "results.json"), gt))})
     print(json.dumps({"weights": args.weights, "source": args.source, "rows": rows}, indent=1))
-    print("| variant | AP | AP50 | AP75 | AR1 | AR10 | switches / matched GT | swaps |\n"
-          "|---|---|---|---|---|---|---|---|", file=sys.stderr)
-    for r in rows:
-        print(f"| {r['name']} | {100 * r['AP']:.1f} | {100 * r['AP50']:.1f} | "
-              f"{100 * r['AP75']:.1f} | {100 * r['AR1']:.1f} | {100 * r['AR10']:.1f} | "
-              f"{r['switches']} / {r['gt_matched']} | {r['swaps']} |", file=sys.stderr)
+    print_table(rows, {"variant": "name"})
 
 
 if __name__ == "__main__":

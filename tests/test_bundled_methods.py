@@ -12,7 +12,8 @@ BUNDLED = sorted(p.name[:-len("_synth.pt")].replace("_", "-") for p in WEIGHTS_D
 
 
 def test_the_four_papers_methods_are_bundled():
-    for name in ("condinst-track", "yolov4-seg", "iai-condinst", "contrastive-online"):
+    for name in ("condinst-track", "yolov4-seg", "iai-condinst", "contrastive-online",
+                 "propose-reduce"):
         assert name in BUNDLED
 
 

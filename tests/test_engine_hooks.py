@@ -65,6 +65,32 @@ def test_exact_resume_with_hooks(tmp_path, extra):
         assert all(torch.equal(sa[k], sb[k]) for k in sa), part
 
 
+def test_init_weights_starts_from_a_checkpoint_at_step_0(tmp_path):
+    src = tmp_path / "src"
+    train(_toy_cfg(tmp_path, "train.max_iters=3"), src, progress=False)
+    want = torch.load(src / "last.pt", weights_only=True)["model"]
+    # one step at lr 1e-30: the written weights are the loaded ones (moved by < 1e-20)
+    train(_toy_cfg(tmp_path, "train.max_iters=1", "train.lr=1e-30",
+                   f"train.init_weights={src / 'last.pt'}"), tmp_path / "zero", progress=False)
+    got = torch.load(tmp_path / "zero" / "last.pt", weights_only=True)
+    assert int(got["step"]) == 1
+    for k in want:
+        torch.testing.assert_close(got["model"][k], want[k], rtol=0, atol=1e-20)
+    fresh = torch.load(tmp_path / "src" / "last.pt", weights_only=True)  # unchanged source
+    assert all(torch.equal(fresh["model"][k], want[k]) for k in want)
+    # training from it differs from training from scratch (same seed, same batches)
+    a = train(_toy_cfg(tmp_path, "train.max_iters=1"), tmp_path / "a", progress=False)
+    b = train(_toy_cfg(tmp_path, "train.max_iters=1", f"train.init_weights={src / 'last.pt'}"),
+              tmp_path / "b", progress=False)
+    assert a["losses"] != b["losses"]
+    with pytest.raises(InputError, match="checkpoint not found"):
+        train(_toy_cfg(tmp_path, f"train.init_weights={tmp_path / 'nope.pt'}"), tmp_path / "c",
+              progress=False)
+    with pytest.raises(InputError, match="do not fit"):  # another architecture (dim 5)
+        train(_toy_cfg(tmp_path, "model.dim=5", f"train.init_weights={src / 'last.pt'}"),
+              tmp_path / "d", progress=False)
+
+
 def test_resume_without_ema_state_is_a_clear_error(tmp_path):
     train(_toy_cfg(tmp_path, "train.max_iters=3"), tmp_path / "r", progress=False)
     with pytest.raises(InputError, match="cannot resume"):

@@ -140,6 +140,7 @@ def test_ddp_two_processes_stay_identical(tiny_data, tmp_path):
     c = summary["checksums"]
     assert len(c) == 2 and c[0] == c[1]  # replicas identical after the steps
     assert summary["steps"] == 2 and all(np.isfinite(summary["losses"]))
+    assert r.stdout.count("trained 2 steps") == 1, r.stdout  # rank 0 only
 
 
 def test_predict_cli_dataset_and_frames(tiny_data, tmp_path):

@@ -137,3 +137,22 @@ def test_frame_outputs_hold_the_records_present_in_each_frame():
     np.testing.assert_array_equal(f1.labels, [7, 9])
     np.testing.assert_allclose(f1.scores, [.8, .1])
     assert f1.track_ids.dtype == np.int64 and f1.labels.dtype == np.int64
+
+
+def test_proposals_remember_their_key_frame_and_select_by_it():
+    # sequences 0-1 from key frame 0, sequence 2 from key frame 4 (the K = 1 set is key 0 only)
+    p = SequenceProposals(length=2, num_classes=2)
+    assert p.add(2, key=0) == 0 and p.add(1, key=4) == 2
+    p.set_frame(0, 0, [_rle([0]), _rle([1])], np.array([[.1, .8, .1], [.3, .6, .1]]),
+                np.array([1, 1], bool))
+    p.set_frame(2, 1, [_rle([3])], np.array([[.5, .1, .4]]), np.array([1], bool))
+    assert p.key_of == [0, 0, 4]
+    only4 = p.from_keys([4])
+    assert only4.key_of == [4] and len(only4) == 1
+    assert only4.masks[0][0] is None and decode(only4.masks[0][1]).nonzero()[1].tolist() == [3]
+    np.testing.assert_array_equal(only4.prob_sum, [[.5, .1, .4]])
+    np.testing.assert_array_equal(only4.count, [1])
+    only0 = p.from_keys([0, 7])  # a key that proposed nothing selects nothing
+    assert only0.key_of == [0, 0] and only0.masks == p.masks[:2]
+    np.testing.assert_array_equal(only0.class_scores(), p.class_scores()[:2])
+    assert len(p.from_keys([])) == 0 and p.add(1) == 3 and p.key_of[-1] == -1

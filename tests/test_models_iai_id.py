@@ -47,6 +47,36 @@ def test_clip_slots_overflow():
         clip_id_slots([torch.tensor([4, 4])], 5)
 
 
+def test_clip_slots_follow_a_given_order():
+    # order = the slot of the k-th object to appear: 3 (first, by identity) -> 4, 7 -> 0, 9 -> 2
+    frames = [torch.tensor([7, 3]), torch.tensor([3, 9, 7]), torch.tensor([9])]
+    slots, first = clip_id_slots(frames, num_ids=6, order=[4, 0, 2, 1, 3])
+    assert [s.tolist() for s in slots] == [[0, 4], [4, 2, 0], [2]]
+    assert [f.tolist() for f in first] == [[True, True], [False, True, False], [False]]
+    # overflow with an order: N = 3 -> two slots, taken in the order given, the third gets none
+    slots, _ = clip_id_slots([torch.tensor([5, 1]), torch.tensor([2, 5])], 3, order=[1, 0])
+    assert [s.tolist() for s in slots] == [[0, 1], [-1, 0]]
+    for bad in ([0, 1, 2, 3], [0, 0, 1, 2, 3], [1, 2, 3, 4, 5]):
+        with pytest.raises(ValueError, match="permutation"):
+            clip_id_slots(frames, num_ids=6, order=bad)
+
+
+def test_model_slot_order_draws_every_slot():
+    # "random" draws a permutation of 0..N-2 per clip from torch's RNG (seeded: reproducible);
+    # over many clips the first object lands on every slot, unlike "appearance" (always 0)
+    from tubelet.models.iai.model import IAICondInst
+    model = IAICondInst.__new__(IAICondInst)
+    model.num_ids, model.slot_order = 6, "random"
+    torch.manual_seed(0)
+    draws = [model._slot_order() for _ in range(200)]
+    assert all(sorted(d) == list(range(5)) for d in draws)
+    assert {d[0] for d in draws} == set(range(5))
+    torch.manual_seed(0)
+    assert [model._slot_order() for _ in range(200)] == draws
+    model.slot_order = "appearance"
+    assert model._slot_order() is None
+
+
 def test_id_targets_hand_made_assignment():
     n = 4  # slots 0..2, "new" = 3
     slots, first = clip_id_slots([torch.tensor([7, 3]), torch.tensor([3, 9, 7])], n)

@@ -86,9 +86,11 @@ def _clip_targets(h=64, w=96):
     return [frame([oa]), frame([oa, ob]), frame([ob, oa])], a, b
 
 
-def test_training_forward_teacher_forcing(monkeypatch):
+@pytest.mark.parametrize("order", ["appearance", "random"])
+def test_training_forward_teacher_forcing(monkeypatch, order):
     torch.manual_seed(0)
     model = _tiny().train()
+    model.slot_order = order
     clip_t, a, b = _clip_targets()
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
              "masks": torch.zeros(0, 64, 96, dtype=torch.bool),
@@ -102,19 +104,26 @@ def test_training_forward_teacher_forcing(monkeypatch):
         return original(memory, frame, block, labels)
 
     monkeypatch.setattr(model, "_write", spy)
-    losses = model(torch.randn(2, 3, 3, 64, 96), targets)
+    images = torch.randn(2, 3, 3, 64, 96)
+    # slot of the k-th object to appear in each clip: 0, 1, ... or the two permutations the
+    # forward draws first (one per clip) from the seeded global RNG
+    torch.manual_seed(7)
+    perms = ([list(range(19))] * 2 if order == "appearance" else
+             [torch.randperm(19).tolist() for _ in range(2)])
+    torch.manual_seed(7)
+    losses = model(images, targets)
     assert set(losses) == {"loss_cls", "loss_box", "loss_ctr", "loss_mask", "loss_id"}
     assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
     # memory written with the ground-truth ID masks after frames 0 and 1 (not after the last)
     assert [f for f, _ in written] == [0, 1]
     bg = 20
     want0 = torch.full((2, 64, 96), bg)
-    want0[0][a] = 0  # clip 0: A is slot 0
+    want0[0][a] = perms[0][0]  # clip 0: A is the first object (slot 0 in appearance order)
     assert torch.equal(written[0][1], want0)  # clip 1 frame 0 has no object
     want1 = torch.full((2, 64, 96), bg)
-    want1[0][a] = 0
-    want1[0][b & ~a] = 1  # B (identity 2) took slot 1
-    want1[1][a] = 0  # clip 1: A first seen in frame 1, slot 0
+    want1[0][a] = perms[0][0]
+    want1[0][b & ~a] = perms[0][1]  # B (identity 2) is the second object (slot 1)
+    want1[1][a] = perms[1][0]  # clip 1: A first seen in frame 1, its first object
     assert torch.equal(written[1][1], want1)
     sum(losses.values()).backward()
     for name in ["id_head.logits.weight", "id_bank.embed.weight", "block.to_value.weight",
@@ -129,6 +138,7 @@ def test_batched_training_equals_frame_by_frame(monkeypatch):
     logits as streaming the clip through forward_frame with the same ground-truth memory."""
     torch.manual_seed(0)
     model = _tiny().eval()  # no DropPath, BatchNorm running statistics
+    model.slot_order = "appearance"  # the slot maps below (random order: the test above)
     clip_t, a, b = _clip_targets()
     clips = torch.randn(1, 3, 3, 64, 96)
     captured = []

@@ -36,14 +36,15 @@ def run(args) -> int:
     check_output_dir(out, "--out")
     try:
         summary = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+        main = dist.is_main()  # asked before cleanup: afterwards every rank reads as rank 0
     finally:
         dist.cleanup()
-    if dist.is_main() and summary.get("stopped_by"):
+    if main and summary.get("stopped_by"):
         print(f"stopped by {summary['stopped_by']} after step {summary['steps']}: checkpoint "
               f"{out}/last.pt and {out}/summary.json written; continue with --resume",
               file=sys.stderr)
         return 143 if summary["stopped_by"] == "SIGTERM" else 130
-    if dist.is_main():
+    if main:
         msg = f"trained {summary['steps']} steps in {summary['seconds']:.1f} s " \
               f"({summary['images_per_s']:.2f} images/s); checkpoint {out}/last.pt"
         if "eval" in summary and summary["eval"]:

@@ -53,6 +53,9 @@ class TrainConfig:
     device: str = "auto"          # "auto" | "cpu" | "cuda"
     deterministic: bool = False   # bit-identical reruns and resumes: deterministic kernels and
     #                               1 CPU thread (engine/determinism.py; cost: README, training)
+    init_weights: str | None = None  # start from these model weights (a checkpoint or an
+    #                               exported file of the same architecture, loaded strictly; step 0
+    #                               and a fresh optimizer: fine-tuning, not a resume)
 
 
 def check_experiment(cfg: "ExperimentConfig", where: str = "config") -> None:

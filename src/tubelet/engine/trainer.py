@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from tubelet.data.ytvis import load_ytvis
 from tubelet.engine import dist
-from tubelet.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from tubelet.engine.checkpoint import (load_checkpoint, load_model_weights, rng_state,
+                                      save_checkpoint, set_rng_state)
 from tubelet.engine.config import ExperimentConfig, experiment_to_dict
 from tubelet.engine.optim import ModelEMA, build_optimizer
 from tubelet.engine.schedule import lr_factor
@@ -135,6 +136,8 @@ def _train(cfg: ExperimentConfig, out_dir, resume: bool, progress: bool,
     gt = load_ytvis(cfg.data.train_json)
     model = build_method(cfg.method, cfg.model)
     model.set_categories(sorted(gt.categories.items()))
+    if t.init_weights and not resume:  # a resume loads its own checkpoint instead
+        load_model_weights(model, t.init_weights)
     model.to(device)
     dataset = model.train_dataset(gt, cfg.data.train_images, cfg.data, t.seed)
     sampler = model.train_sampler(dataset, world, rank, t.seed)

@@ -36,6 +36,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from tubelet.ops.key_frames import key_frames
 from tubelet.ops.seq_nms import mask_nms
 from tubelet.sim.noise import MaskNoise, partner_map, perturb_mask, random_blob, touching
 from tubelet.structures import rle as rle_ops
@@ -79,15 +80,6 @@ class Proposals(NamedTuple):
     nonempty: np.ndarray  # [P, T] bool
     key_frame: np.ndarray  # [P] int, t_k of each proposal
     source: np.ndarray  # [P] int GT index detected in the key frame, -1 for a false positive
-
-
-def key_frames(length: int, k: int) -> list[int]:
-    """``t_k = int(k (T - 1) / (K - 1))`` for k = 0..K-1; every frame when ``T < K`` (K >= 2)."""
-    if k < 2:
-        raise ValueError(f"K must be >= 2, got {k}")
-    if length < k:
-        return list(range(length))
-    return [int(i * (length - 1) / (k - 1)) for i in range(k)]
 
 
 def _key_detections(gt_t: np.ndarray, areas_t: np.ndarray, cfg: ProposalNoise,

@@ -28,6 +28,7 @@ class SequenceProposals:
         masks: N lists of T entries, a compressed RLE at the original frame size or ``None``.
         prob_sum: ``[N, C + 1]`` sum of the box-head distributions over the non-empty frames.
         count: ``[N]`` number of non-empty frames.
+        key_of: N ints, the key frame each sequence was proposed from (-1 = not given).
     """
 
     def __init__(self, length: int, num_classes: int):
@@ -35,14 +36,17 @@ class SequenceProposals:
         self.masks: list[list[dict | None]] = []
         self.prob_sum = np.zeros((0, num_classes + 1), np.float64)
         self.count = np.zeros(0, np.int64)
+        self.key_of: list[int] = []
 
     def __len__(self) -> int:
         return len(self.masks)
 
-    def add(self, num: int) -> int:
-        """Open ``num`` new (empty) sequences; returns the index of the first."""
+    def add(self, num: int, key: int = -1) -> int:
+        """Open ``num`` new (empty) sequences proposed from key frame ``key``; returns the index
+        of the first."""
         start = len(self.masks)
         self.masks += [[None] * self.length for _ in range(num)]
+        self.key_of += [int(key)] * num
         self.prob_sum = np.concatenate([self.prob_sum, np.zeros((num, self.num_classes + 1))])
         self.count = np.concatenate([self.count, np.zeros(num, np.int64)])
         return start
@@ -63,6 +67,17 @@ class SequenceProposals:
         ne = np.asarray(nonempty, bool).reshape(k)
         self.prob_sum[first:first + k] += np.asarray(probs, np.float64).reshape(k, -1) * ne[:, None]
         self.count[first:first + k] += ne
+
+    def from_keys(self, keys: list[int]) -> "SequenceProposals":
+        """The sequences proposed from the key frames ``keys``, in their order here (shared
+        mask lists: read-only)."""
+        wanted = set(int(k) for k in keys)
+        idx = [i for i, k in enumerate(self.key_of) if k in wanted]
+        out = SequenceProposals(self.length, self.num_classes)
+        out.masks = [self.masks[i] for i in idx]
+        out.prob_sum, out.count = self.prob_sum[idx], self.count[idx]
+        out.key_of = [self.key_of[i] for i in idx]
+        return out
 
     def class_scores(self) -> np.ndarray:
         """``[N, C + 1]`` sequence score (Eq. 1 of the 2021 paper, notes §1): the mean class

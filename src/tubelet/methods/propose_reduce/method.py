@@ -192,12 +192,14 @@ class ProposeReduce(VISMethod):
                 mem.write(t, *head.encode_memory(feats.p2, probs))
 
     @torch.inference_mode()
-    def propose(self, video: VideoSource) -> SequenceProposals:
-        """Step 1-2 of the module docstring: the video's sequence proposals."""
+    def propose(self, video: VideoSource, keys: list[int] | None = None) -> SequenceProposals:
+        """Step 1-2 of the module docstring: the video's sequence proposals from the key frames
+        ``keys`` (default ``key_frames(T, num_keys)``); ``props.key_of`` holds each sequence's
+        key frame, so proposals of several key sets can share one pass (bench ablations)."""
         n = len(video)
         size = (video.height, video.width)
         props = SequenceProposals(n, self.cfg.model.num_classes)
-        for t_key in key_frames(n, self.cfg.num_keys):
+        for t_key in key_frames(n, self.cfg.num_keys) if keys is None else keys:
             feats = self._features(video, t_key)
             det = self.rcnn.detect(feats, mask_probs=True)[0]  # probabilities [O, h, w]
             if len(det.scores) == 0:
@@ -206,7 +208,7 @@ class ProposeReduce(VISMethod):
             keep = mask_nms(det.scores.cpu(), binary.cpu(), iou_threshold=self.cfg.key_nms_thr)
             keep = torch.as_tensor(keep, dtype=torch.long, device=binary.device)
             masks = binary[keep].float()  # [K, h, w] key-frame masks
-            first = props.add(len(keep))
+            first = props.add(len(keep), key=t_key)
             # the key frame's sequence mask is the detector's own (probabilities, > 0.5)
             self._record(props, first, t_key, feats, det.masks[keep], size)
             self._propagate(video, props, first, t_key, feats, masks, range(t_key + 1, n), size)

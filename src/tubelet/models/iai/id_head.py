@@ -4,9 +4,15 @@ Slots: the head predicts N sigmoid scores per location (N = 20 on YouTube-VIS 20
 0..N-2 are instances already written to the memory; slot N-1 is "new"; a background location has
 "no ID", an all-zero target (REFERENCE_NOTES §3).
 
-Training with teacher forcing (one sampled clip, frames in temporal order): the clip's objects
-take slots 0, 1, ... in order of first appearance (ties within a frame by identity value), the
-order in which the inference-time assigner hands out IDs. A positive location's target is
+Training with teacher forcing (one sampled clip, frames in temporal order): the k-th object of
+the clip to appear (ties within a frame by identity value) takes slot ``order[k]``. ``order`` is a
+random permutation of 0..N-2 drawn per clip by default -- AOT's random identity permutation, which
+the paper's ID embedding follows (Sec. 3.2 "Revisit ID Mechanism"): every slot is trained, so the
+head has to read an object's slot from the memory. ``order = 0, 1, 2, ...`` (``slot_order:
+appearance``) is the order in which the inference-time assigner hands out IDs; with it, slots
+beyond the usual object count of a clip are never trained, and a video with more objects than
+that sees its later IDs predicted "new" again and again until every slot is used (measured on
+the bench split, session 4). A positive location's target is
   * "new" (N-1) on the object's first appearance in the clip (its memory entry does not exist yet);
   * the object's slot afterwards.
 An object past the N-1 available slots gets no slot, is never written to the memory and so is
@@ -59,20 +65,29 @@ class IDHead(nn.Module):
         return [self.logits(self.tower(x)) for x in feats]
 
 
-def clip_id_slots(frame_ids: Sequence[Tensor], num_ids: int) -> tuple[list[Tensor], list[Tensor]]:
+def clip_id_slots(frame_ids: Sequence[Tensor], num_ids: int,
+                  order: Sequence[int] | None = None) -> tuple[list[Tensor], list[Tensor]]:
     """Slots of a clip's objects and their first appearances.
 
     Args:
         frame_ids: T tensors ``[M_t]`` long, the clip-level identity of each ground-truth object
             of frame t (the same identity in every frame an object appears).
         num_ids: N; slots 0..N-2 are available.
+        order: the slot of the k-th object to appear, ``[N-1]`` (a permutation of 0..N-2);
+            None = 0, 1, 2, ... (order of appearance).
 
     Returns:
         ``(slots, first)``: T tensors ``[M_t]`` long (the object's slot, -1 when the clip has more
         than N-1 objects and this one came too late) and T tensors ``[M_t]`` bool (True in the
         frame where the identity first appears in the clip).
     """
+    if order is None:
+        order = list(range(num_ids - 1))
+    order = [int(o) for o in order]
+    if sorted(order) != list(range(num_ids - 1)):
+        raise ValueError(f"order must be a permutation of 0..{num_ids - 2}, got {order}")
     slot_of: dict[int, int] = {}
+    taken = 0  # objects given a slot so far
     slots, first = [], []
     for ids in frame_ids:
         ids_list = [int(i) for i in ids.reshape(-1).tolist()]
@@ -80,7 +95,8 @@ def clip_id_slots(frame_ids: Sequence[Tensor], num_ids: int) -> tuple[list[Tenso
             raise ValueError(f"an identity appears twice in one frame: {ids_list}")
         is_first = [i not in slot_of for i in ids_list]
         for i in sorted(i for i, f in zip(ids_list, is_first) if f):
-            slot_of[i] = len(slot_of) if len(slot_of) < num_ids - 1 else -1
+            slot_of[i] = order[taken] if taken < num_ids - 1 else -1
+            taken += 1
         # an overflowing identity is recorded with -1 so it is not "first" again
         dev = ids.device
         slots.append(torch.tensor([slot_of[i] for i in ids_list], dtype=torch.long, device=dev))

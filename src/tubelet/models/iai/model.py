@@ -63,6 +63,9 @@ class IAICondInstConfig:
     memory_cap: int | None = 16       # global entries kept (None = unbounded, the original)
     id_prior_prob: float = 0.01       # ID logits' initial probability
     id_loss_weight: float = 1.0       # weight of the ID loss (1, Eq. 3)
+    # training slots: "random" = a random permutation of 0..N-2 per clip (AOT's ID permutation);
+    # "appearance" = 0, 1, ... in order of first appearance (trains only the first few slots)
+    slot_order: str = "random"
     cls_thr: float = 0.1              # inference: best class probability > this
     id_thr: float = 0.1               # inference: best ID probability > this
     pre_nms_topk: int = 1000          # inference: candidates before NMS
@@ -126,7 +129,8 @@ class IAICondInst(nn.Module):
                  drop_path: float = 0.1, use_association: bool = True, use_global: bool = True,
                  use_local: bool = True, use_projector: bool = True, memory_every: int = 3,
                  memory_cap: int | None = 16, id_prior_prob: float = 0.01,
-                 id_loss_weight: float = 1.0, cls_thr: float = 0.1, id_thr: float = 0.1,
+                 id_loss_weight: float = 1.0, slot_order: str = "random",
+                 cls_thr: float = 0.1, id_thr: float = 0.1,
                  pre_nms_topk: int = 1000, nms_thr: float = 0.5, max_detections: int = 10,
                  max_mask_lost: float = 0.9,
                  first_frame_weights: tuple[float, float] = (1.0, 0.5),
@@ -145,6 +149,9 @@ class IAICondInst(nn.Module):
             self.id_bank = IDBank(num_ids, assoc_dim, condinst.backbone.strides["c5"])
         self.memory_every, self.memory_cap = memory_every, memory_cap
         self.id_loss_weight = id_loss_weight
+        if slot_order not in ("random", "appearance"):
+            raise ValueError(f"slot_order must be 'random' or 'appearance', got {slot_order!r}")
+        self.slot_order = slot_order
         self.cls_thr, self.id_thr = cls_thr, id_thr
         self.pre_nms_topk, self.nms_thr = pre_nms_topk, nms_thr
         self.max_detections, self.max_mask_lost = max_detections, max_mask_lost
@@ -221,7 +228,8 @@ class IAICondInst(nn.Module):
             raise ValueError(f"targets must be {b} lists of {t} frame dicts")
         if any("ids" not in tg for clip in targets for tg in clip):
             raise ValueError("IAI training targets need 'ids' (clip-level identities)")
-        slots, first = zip(*[clip_id_slots([tg["ids"] for tg in clip], self.num_ids)
+        slots, first = zip(*[clip_id_slots([tg["ids"] for tg in clip], self.num_ids,
+                                           self._slot_order())
                              for clip in targets])  # B lists of T tensors [M_t]
         images = clips.flatten(0, 1)  # [B*T, 3, H, W], clip-major
         feats = self.condinst.backbone(images)
@@ -251,6 +259,12 @@ class IAICondInst(nn.Module):
         losses["loss_id"] = self.id_loss_weight * id_loss(
             id_logits, id_t, self.condinst.focal_alpha, self.condinst.focal_gamma)
         return losses
+
+    def _slot_order(self) -> list[int] | None:
+        """One clip's slot permutation (drawn from torch's global RNG, so seeded and resumable)."""
+        if self.slot_order == "appearance":
+            return None
+        return torch.randperm(self.num_ids - 1).tolist()
 
     # ------------------------------------------------------------------------------ inference
     @torch.no_grad()
