@@ -21,12 +21,16 @@ What is timed, per frame after 3 warm-up frames of each video:
 
 Frames: the synthetic generator's ``bench`` look rendered at each size (the same frames for both),
 or ``--source DIR`` (a folder of JPEG/PNG frames, e.g. a DAVIS sequence) resized to each size.
-Prints one JSON object.
+Prints one JSON object (the peer's own messages go to stderr). At 360x640 the peer pads to
+384x640 (stride 32); ``yolov4-seg``'s CPU preset letterboxes every frame to its fixed square
+(256), so its row is not at equal input size.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 import statistics
 import time
 from dataclasses import replace
@@ -112,6 +116,13 @@ def main() -> None:
            "peer": "ultralytics yolo11n-seg (random init, conf 0, max_det "
                    f"{args.peer_max_det}) + ByteTrack", "source": args.source or "synthetic bench",
            "results": []}
+    with contextlib.redirect_stdout(sys.stderr):  # the peer prints warnings on stdout
+        measure(args, methods, weights, out)
+    print(json.dumps(out, indent=1))
+
+
+def measure(args, methods: list[str], weights: dict[str, str], out: dict) -> None:
+    """Fill ``out["results"]``: one row per size."""
     for size_s in args.sizes.split(","):
         size = tuple(int(v) for v in size_s.split("x"))
         frames = load_frames(size, args.frames, args.source)
@@ -120,7 +131,7 @@ def main() -> None:
         fps: dict[str, list[float]] = {k: [] for k in runners}
         per_frame = {}  # instances per frame in the untimed video (lazy init, caches)
         for name, run in runners.items():
-            counts = [len(out.boxes) if name == "peer" else len(out.masks) for out in run(frames)]
+            counts = [len(o.boxes) if name == "peer" else len(o.masks) for o in run(frames)]
             per_frame[name] = sum(counts) / len(counts)
         for _ in range(args.rounds):
             for name, run in runners.items():
@@ -133,7 +144,6 @@ def main() -> None:
             row["methods"][m] = {"frames_per_s": med, "ratio": med / peer, "runs": fps[m],
                                  "instances_per_frame": per_frame[m]}
         out["results"].append(row)
-    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
