@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -23,7 +24,7 @@ from tubelet.data.rle_counts import RleCountsCheck
 from tubelet.data.segm import check_frame_size, check_segmentations
 from tubelet.errors import InputError
 from tubelet.structures.rle import area as rle_area
-from tubelet.utils.fileio import gc_paused, read_json, write_json
+from tubelet.utils.fileio import FAST_JSON_MIN_BYTES, gc_paused, read_json, write_json
 
 
 @dataclass
@@ -310,7 +311,27 @@ def load_results(source: str | os.PathLike | list, gt: YTVISDataset, **kw) -> Re
     """Load a results JSON file (or a list of records) and validate it against ``gt``."""
     if isinstance(source, list):
         return validate_results(source, gt, "<memory>", **kw)
+    data = _large_file_bytes(source)
+    if data is not None:  # the typed fast path; None for anything it does not take
+        from tubelet.data.results_fast import fast_results
+        fast = fast_results(data, gt, str(source), **kw)
+        if fast is not None:
+            return ResultRecords(*fast)
+        del data
     return validate_results(read_json(source), gt, str(source), **kw)
+
+
+def _large_file_bytes(path: str | os.PathLike) -> bytes | None:
+    """The bytes of a regular file of at least ``FAST_JSON_MIN_BYTES``; None otherwise (then
+    :func:`read_json` reads it, or reports why it cannot)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < FAST_JSON_MIN_BYTES:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def save_results(path: str | os.PathLike, records: Iterable[dict]) -> None:
