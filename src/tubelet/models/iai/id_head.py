@@ -5,14 +5,16 @@ Slots: the head predicts N sigmoid scores per location (N = 20 on YouTube-VIS 20
 "no ID", an all-zero target (REFERENCE_NOTES §3).
 
 Training with teacher forcing (one sampled clip, frames in temporal order): the k-th object of
-the clip to appear (ties within a frame by identity value) takes slot ``order[k]``. ``order`` is a
-random permutation of 0..N-2 drawn per clip by default -- AOT's random identity permutation, which
-the paper's ID embedding follows (Sec. 3.2 "Revisit ID Mechanism"): every slot is trained, so the
-head has to read an object's slot from the memory. ``order = 0, 1, 2, ...`` (``slot_order:
-appearance``) is the order in which the inference-time assigner hands out IDs; with it, slots
-beyond the usual object count of a clip are never trained, and a video with more objects than
-that sees its later IDs predicted "new" again and again until every slot is used (measured on
-the bench split, session 4). A positive location's target is
+the clip to appear (ties within a frame by identity value) takes slot ``order[k]``. ``order = 0,
+1, 2, ...`` (``slot_order: appearance``, the default) is the order in which the inference-time
+assigner hands out IDs, as the paper does (new ID S, then S + 1, ...); with it, slots beyond the
+usual object count of a clip are rarely trained, and a video with more objects than that sees
+its later IDs predicted "new" again and again until every slot is used (measured on the bench
+split, session 4). ``slot_order: random`` draws a random permutation of 0..N-2 per clip, AOT's
+random identity permutation (Sec. 3.2 "Revisit ID Mechanism"): every slot is trained, so the head
+has to read an object's slot from the memory. At the CPU budgets it did worse (session 6: ID
+probabilities flat over the slots; bench 1.2 vs 3.7 AP, DAVIS 5.0 vs 35.3 with the assigner).
+A positive location's target is
   * "new" (N-1) on the object's first appearance in the clip (its memory entry does not exist yet);
   * the object's slot afterwards.
 An object past the N-1 available slots gets no slot, is never written to the memory and so is

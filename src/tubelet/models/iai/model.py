@@ -63,9 +63,11 @@ class IAICondInstConfig:
     memory_cap: int | None = 16       # global entries kept (None = unbounded, the original)
     id_prior_prob: float = 0.01       # ID logits' initial probability
     id_loss_weight: float = 1.0       # weight of the ID loss (1, Eq. 3)
-    # training slots: "random" = a random permutation of 0..N-2 per clip (AOT's ID permutation);
-    # "appearance" = 0, 1, ... in order of first appearance (trains only the first few slots)
-    slot_order: str = "random"
+    # training slots: "appearance" = 0, 1, ... in order of first appearance, as the paper hands
+    # out IDs (S, S+1, ...; trains mostly the first few slots); "random" = a random permutation
+    # of 0..N-2 per clip (AOT's ID permutation). Measured at the CPU budgets (session 6): the
+    # paper's assigner scores 3.7 vs 1.2 AP on the bench split, 35.3 vs 5.0 on DAVIS 8+2
+    slot_order: str = "appearance"
     cls_thr: float = 0.1              # inference: best class probability > this
     id_thr: float = 0.1               # inference: best ID probability > this
     pre_nms_topk: int = 1000          # inference: candidates before NMS
@@ -129,7 +131,7 @@ class IAICondInst(nn.Module):
                  drop_path: float = 0.1, use_association: bool = True, use_global: bool = True,
                  use_local: bool = True, use_projector: bool = True, memory_every: int = 3,
                  memory_cap: int | None = 16, id_prior_prob: float = 0.01,
-                 id_loss_weight: float = 1.0, slot_order: str = "random",
+                 id_loss_weight: float = 1.0, slot_order: str = "appearance",
                  cls_thr: float = 0.1, id_thr: float = 0.1,
                  pre_nms_topk: int = 1000, nms_thr: float = 0.5, max_detections: int = 10,
                  max_mask_lost: float = 0.9,
