@@ -23,7 +23,10 @@ Frames: the synthetic generator's ``bench`` look rendered at each size (the same
 or ``--source DIR`` (a folder of JPEG/PNG frames, e.g. a DAVIS sequence) resized to each size.
 Prints one JSON object (the peer's own messages go to stderr). At 360x640 the peer pads to
 384x640 (stride 32); ``yolov4-seg``'s CPU preset letterboxes every frame to its fixed square
-(256), so its row is not at equal input size.
+(256), so its row is not at equal input size -- unless ``--yolo-equal-size``: then it letterboxes
+to the frame's long side with rectangular padding (``model.model.input_size=W
+model.test_rect=true``), i.e. the peer's own input (192x320, 384x640). Its weights were trained
+at 256, so only the speed of that row means anything, not its detections.
 """
 from __future__ import annotations
 
@@ -82,12 +85,15 @@ def peer_runner(size: tuple[int, int], max_det: int):
     return run
 
 
-def ours_runner(method: str, weights: str | None, size: tuple[int, int]):
+def ours_runner(method: str, weights: str | None, size: tuple[int, int],
+                yolo_equal_size: bool = False):
     from tubelet.engine.loading import bundled_weights, load_method
     h, w = size
     path = weights or str(bundled_weights(method))
-    model, _ = load_method(None, path, [f"model.test_short_side={min(h, w)}",
-                                        f"model.test_max_size={max(h, w)}"])
+    over = [f"model.test_short_side={min(h, w)}", f"model.test_max_size={max(h, w)}"]
+    if method == "yolov4-seg" and yolo_equal_size:
+        over += [f"model.model.input_size={max(h, w)}", "model.test_rect=true"]
+    model, _ = load_method(None, path, over)
     return model.predict_video
 
 
@@ -100,11 +106,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--peer-max-det", type=int, default=10)
+    ap.add_argument("--yolo-equal-size", action="store_true",
+                    help="yolov4-seg letterboxed to the frame's long side (rect), not its 256 square")
     ap.add_argument("--source", default=None, help="a folder of frames (default: synthetic)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     try:
-        import ultralytics  # noqa: F401
+        with contextlib.redirect_stdout(sys.stderr):  # its logger keeps the stdout of its import
+            import ultralytics  # noqa: F401
     except ImportError:
         print(json.dumps({"skipped": "ultralytics is not installed (pip install ultralytics)"}))
         return
@@ -115,7 +124,7 @@ def main() -> None:
     out = {"threads": args.threads, "frames": args.frames, "rounds": args.rounds,
            "peer": "ultralytics yolo11n-seg (random init, conf 0, max_det "
                    f"{args.peer_max_det}) + ByteTrack", "source": args.source or "synthetic bench",
-           "results": []}
+           "yolo_equal_size": args.yolo_equal_size, "results": []}
     with contextlib.redirect_stdout(sys.stderr):  # the peer prints warnings on stdout
         measure(args, methods, weights, out)
     print(json.dumps(out, indent=1))
@@ -127,7 +136,8 @@ def measure(args, methods: list[str], weights: dict[str, str], out: dict) -> Non
         size = tuple(int(v) for v in size_s.split("x"))
         frames = load_frames(size, args.frames, args.source)
         runners = {"peer": peer_runner(size, args.peer_max_det)}
-        runners.update({m: ours_runner(m, weights.get(m), size) for m in methods})
+        runners.update({m: ours_runner(m, weights.get(m), size, args.yolo_equal_size)
+                        for m in methods})
         fps: dict[str, list[float]] = {k: [] for k in runners}
         per_frame = {}  # instances per frame in the untimed video (lazy init, caches)
         for name, run in runners.items():
