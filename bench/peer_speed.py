@@ -35,12 +35,11 @@ import contextlib
 import json
 import sys
 import statistics
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from stream_timing import synthetic_frames, time_stream
 
 ONLINE = ("condinst-track", "yolov4-seg", "iai-condinst", "contrastive-online")
 
@@ -49,9 +48,7 @@ def load_frames(size: tuple[int, int], n: int, source: str | None) -> list[np.nd
     """``n`` RGB uint8 frames ``[H, W, 3]`` at ``size``."""
     h, w = size
     if source is None:
-        from tubelet.data.synth import generate_video, preset
-        cfg = replace(preset("bench"), height=h, width=w, min_frames=n, max_frames=n)
-        return [np.ascontiguousarray(f.image) for f in generate_video(cfg, seed=123, index=0)][:n]
+        return synthetic_frames(h, w, n)
     from PIL import Image
     files = sorted(p for p in Path(source).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not files:
@@ -60,14 +57,10 @@ def load_frames(size: tuple[int, int], n: int, source: str | None) -> list[np.nd
     return [np.asarray(Image.open(p).convert("RGB").resize((w, h), Image.BILINEAR)) for p in files]
 
 
-def time_stream(run_video, frames: list[np.ndarray], warmup: int = 3) -> float:
-    """frames/s of ``run_video(frames)`` (an iterator of per-frame outputs) after ``warmup``."""
-    stream = iter(run_video(frames))
-    for _ in range(warmup):
-        next(stream)
-    t0 = time.perf_counter()
-    n = sum(1 for _ in stream)
-    return n / (time.perf_counter() - t0)
+def frames_per_s(run_video, frames: list[np.ndarray]) -> float:
+    """frames/s of ``run_video(frames)`` after 3 warm-up frames."""
+    n, seconds = time_stream(run_video(frames), warmup=3)
+    return n / seconds
 
 
 def peer_runner(size: tuple[int, int], max_det: int):
@@ -145,7 +138,7 @@ def measure(args, methods: list[str], weights: dict[str, str], out: dict) -> Non
             per_frame[name] = sum(counts) / len(counts)
         for _ in range(args.rounds):
             for name, run in runners.items():
-                fps[name].append(time_stream(run, frames))
+                fps[name].append(frames_per_s(run, frames))
         peer = statistics.median(fps["peer"])
         row = {"size": size_s, "peer_frames_per_s": peer, "peer_runs": fps["peer"],
                "peer_instances_per_frame": per_frame["peer"], "methods": {}}

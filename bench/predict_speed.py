@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
-from dataclasses import replace
 
 import torch
+from stream_timing import synthetic_frames, time_stream
 
 
 def main() -> None:
@@ -35,14 +34,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from tubelet.data.synth import generate_video, preset
     from tubelet.engine.loading import load_method
     out = {"threads": args.threads, "frames": args.frames, "results": []}
     for size in args.sizes.split(","):
         h, w = map(int, size.split("x"))
-        cfg = replace(preset("bench"), height=h, width=w, min_frames=args.frames + 3,
-                      max_frames=args.frames + 3)
-        frames = [f.image for f in generate_video(cfg, seed=123, index=0)]
+        frames = synthetic_frames(h, w, args.frames + 3)
         for tracker in args.trackers.split(",") if args.trackers else [None]:
             over = [f"model.test_short_side={min(h, w)}", f"model.test_max_size={max(h, w)}",
                     *([f"model.tracker={tracker}"] if tracker else []), *args.overrides]
@@ -52,14 +48,9 @@ def main() -> None:
             if offline:
                 sum(1 for _ in model.predict_video(frames))
             for _ in range(args.repeat):
-                stream = iter(model.predict_video(frames))
-                if not offline:
-                    for _ in range(3):
-                        next(stream)
-                t0 = time.perf_counter()
-                n = sum(1 for _ in stream)
-                per_video.append(time.perf_counter() - t0)
-                runs.append(n / per_video[-1])
+                n, seconds = time_stream(model.predict_video(frames), warmup=0 if offline else 3)
+                per_video.append(seconds)
+                runs.append(n / seconds)
             row = {"size": size, "method": mcfg.method,
                    "tracker": tracker or getattr(model.cfg, "tracker", None),
                    "frames_per_s": statistics.median(runs), "runs_frames_per_s": runs,

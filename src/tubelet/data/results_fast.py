@@ -58,7 +58,6 @@ def fast_results(data: bytes, gt, path: str, ignore_unknown_categories: bool = T
         ``(records, areas)``: the record dicts and the foreground area of each RLE string (the
         parts of a :class:`~tubelet.data.ytvis.ResultRecords`), or None (take the generic path).
     """
-
     decode = _results_decoder()
     if decode is None:
         return None
