@@ -25,6 +25,22 @@ from tubelet.eval import evaluate
 KEYS = ("AP", "AP50", "AP75", "AR1", "AR10")
 
 
+def score(model, gt, images: str, recs: list | None = None):
+    """Predict every video of ``gt`` with ``model`` (unless ``recs`` are given), then score them
+    together and each sequence alone -> ``(recs, overall, per_sequence, seconds)``."""
+    t0 = time.time()
+    if recs is None:
+        recs = load_results(predict_records(model, gt, images, list(gt.videos), progress=False),
+                            gt)
+    seconds = time.time() - t0
+    overall = evaluate(gt, recs)
+    per_seq = {}
+    for vid, v in gt.videos.items():
+        m = evaluate(gt.subset([vid]), [r for r in recs if r["video_id"] == vid])
+        per_seq[v.name or str(vid)] = {k: m[k] for k in KEYS}
+    return recs, overall, per_seq, seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", required=True)
@@ -36,15 +52,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     gt = load_ytvis(args.gt)
     model, cfg = load_method(None, args.weights, args.overrides)
-    t0 = time.time()
-    recs = load_results(predict_records(model, gt, args.images, list(gt.videos), progress=False),
-                        gt)
-    seconds = time.time() - t0
-    overall = evaluate(gt, recs)
-    per_seq = {}
-    for vid, v in gt.videos.items():
-        m = evaluate(gt.subset([vid]), [r for r in recs if r["video_id"] == vid])
-        per_seq[v.name or str(vid)] = {k: m[k] for k in KEYS}
+    _, overall, per_seq, seconds = score(model, gt, args.images)
     print(json.dumps({"weights": args.weights, "method": cfg.method, "gt": args.gt,
                       "overrides": args.overrides, "seconds": seconds,
                       "overall": {k: overall[k] for k in KEYS}, "per_sequence": per_seq},

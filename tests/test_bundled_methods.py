@@ -45,4 +45,4 @@ def test_predict_cli_by_method_name(tmp_path, capsys):
     assert rc == 2 and "--method" in err and "yolov4-seg" in err and "Traceback" not in err
     rc = main(["predict", "--method", "yolov4-seg", "--weights", "x.pt", "--source", str(src),
                "--out", str(tmp_path / "out3")])
-    assert rc == 2 and "not both" in capsys.readouterr().err
+    assert rc == 2 and "give one of --weights, --method, --model" in capsys.readouterr().err

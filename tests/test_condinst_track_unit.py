@@ -24,7 +24,7 @@ def _method(**over):
                           [f"model.{k}={v}" for k, v in over.items()])
     m = build_method(cfg.method, cfg.model).eval()
     m.embed_head = None
-    m.segmenter.predict = lambda images, output_sizes: _fake_detections(*output_sizes[0])
+    m.segmenter.predict = lambda images, output_sizes, keep=None: _fake_detections(*output_sizes[0])
     return m
 
 

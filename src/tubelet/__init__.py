@@ -3,7 +3,7 @@
 Public entry points (imported lazily, so ``tubelet --help`` stays fast)::
 
     import tubelet
-    model = tubelet.load_model()                  # or load_model("runs/x/last.pt")
+    model = tubelet.load_model()                  # bundled "objects" model; or "synth", "runs/x/last.pt"
     video = tubelet.predict(model, "clip.mp4")    # VideoInstances; tubelet.stream(...) per frame
 
     from tubelet.data.ytvis import load_ytvis, load_results

@@ -1,7 +1,8 @@
 """The Python API in five names (re-exported lazily by ``tubelet``)::
 
     import tubelet
-    model = tubelet.load_model()                          # bundled model, or weights="run/last.pt"
+    model = tubelet.load_model()                          # bundled "objects" model (real footage)
+    model = tubelet.load_model("synth")                   # or "run/last.pt", any weights file
     video = tubelet.predict(model, "clip.mp4")            # VideoInstances (per-track RLE masks)
     for fr in tubelet.stream(model, "clip.mp4"):          # FrameOutput per frame, as it is known
         print(fr.index, fr.track_ids, fr.scores)
@@ -20,11 +21,15 @@ __all__ = ["load_model", "predict", "stream", "list_methods"]
 
 def load_model(weights: str | Path | None = None, config: str | None = None,
                overrides: Sequence[str] = (), fuse: bool = True) -> VISMethod:
-    """A method ready for inference: ``weights`` (a checkpoint or exported file; default the
-    bundled synthetic-benchmark model), its stored config or ``config``, ``key=value``
-    ``overrides`` (e.g. ``["model.tracker=memory"]``). ``fuse`` folds BatchNorm for speed."""
-    from tubelet.engine.loading import load_method
-    model, _ = load_method(config, None if weights is None else str(weights), overrides, fuse)
+    """A method ready for inference: ``weights`` (a checkpoint or exported file, or the name of a
+    bundled model: ``"objects"``, the default, for real footage, class-agnostic; ``"synth"`` for
+    the synthetic benchmark's shapes), its stored config or ``config``, ``key=value``
+    ``overrides`` (e.g. ``["model.tracker=greedy"]``). ``fuse`` folds BatchNorm for speed."""
+    from tubelet.engine.loading import MODELS, bundled_model, load_method
+    weights = "objects" if weights is None else weights
+    if isinstance(weights, str) and weights in MODELS:
+        weights = bundled_model(weights)
+    model, _ = load_method(config, str(weights), overrides, fuse)
     return model
 
 

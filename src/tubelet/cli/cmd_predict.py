@@ -10,7 +10,11 @@ def register(sub) -> None:
     p.add_argument("--config", default=None,
                    help="YAML path or preset (default: the config stored in the weights file)")
     p.add_argument("--weights", default=None,
-                   help="checkpoint or state dict (default: the bundled synthetic-benchmark model)")
+                   help="checkpoint or exported weights file (default: a bundled model, --model)")
+    p.add_argument("--model", default=None,
+                   help="bundled model: objects (real footage, class-agnostic, trained on DAVIS) "
+                        "or synth (the synthetic benchmark's 10 shapes). Default: synth for a "
+                        "dataset written by `tubelet synth`, objects for anything else")
     p.add_argument("--method", default=None,
                    help="use this method's bundled weights (e.g. contrastive-online, "
                         "iai-condinst, yolov4-seg); instead of --weights")
@@ -30,6 +34,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+    from pathlib import Path
     from tubelet.cli.main import set_threads
     set_threads(args.threads)
     from tubelet.errors import InputError
@@ -38,14 +44,24 @@ def run(args) -> int:
         raise InputError(f"must be >= 0 (0 = all videos), got {args.max_videos}",
                          field="--max-videos")
     check_output_dir(args.out, "--out")  # before the model is even loaded
-    from tubelet.engine.loading import bundled_weights, load_method
-    from tubelet.engine.predict import predict_to_folder
-    weights = args.weights
+    from tubelet.engine.loading import bundled_model, bundled_weights, default_model, load_method
+    from tubelet.engine.predict import predict_to_folder, source_kind
+    given = [f for f, v in (("--weights", args.weights), ("--method", args.method),
+                            ("--model", args.model)) if v is not None]
+    if len(given) > 1:
+        raise InputError(f"give one of --weights, --method, --model (got {', '.join(given)})",
+                         field=given[1])
+    source_kind(Path(args.source))  # a missing source is reported before the model is loaded
+    weights, name = args.weights, None
     if args.method is not None:
-        if weights is not None:
-            raise InputError("give --method or --weights, not both", field="--method")
         weights = str(bundled_weights(args.method))
+    elif weights is None:
+        name = args.model or default_model(args.source)
+        weights = str(bundled_model(name))
     model, _ = load_method(args.config, weights, args.overrides)
     predict_to_folder(model, args.source, args.out, max_videos=args.max_videos,
                       overlay=args.overlay, png=args.png, progress=not args.no_progress)
+    if name is not None and args.model is None:  # after the work: an error stays one line
+        print(f"model: {name} (bundled, chosen for this source; --model objects|synth to "
+              f"choose)", file=sys.stderr)
     return 0

@@ -16,8 +16,44 @@ from tubelet.methods import build_method
 from tubelet.utils.config import apply_overrides
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-#: the model `tubelet predict` uses when no --weights/--model is given
+#: the synthetic-shapes model (``--model synth``; ``load_method(None, None)``)
 BUNDLED = WEIGHTS_DIR / "condinst_track_synth.pt"
+#: the bundled models by name (``tubelet predict --model NAME``, ``tubelet.load_model(NAME)``)
+MODELS = {
+    "objects": WEIGHTS_DIR / "condinst_track_objects.pt",  # real footage, class-agnostic (DAVIS)
+    "synth": BUNDLED,  # the 10 shape categories of the synthetic benchmark
+}
+#: what ``info.description`` of a dataset written by ``tubelet synth`` says
+SYNTH_DESCRIPTION = "tubelet synthetic VIS benchmark"
+
+
+def bundled_model(name: str) -> Path:
+    """The file of bundled model ``name`` (an InputError lists the names)."""
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r} (bundled: {', '.join(MODELS)}; or pass "
+                         f"--weights)", field="--model")
+    path = MODELS[name]
+    if not path.is_file():
+        raise InputError("the bundled model is missing from this install; pass --weights",
+                         str(path), field="--model")
+    return path
+
+
+def default_model(source: str | Path) -> str:
+    """The bundled model for ``source`` when none is named: ``synth`` for a dataset folder that
+    ``tubelet synth`` wrote (its ``instances.json`` says so in ``info.description``),
+    ``objects`` for everything else: a video file, a folder of frames, any other dataset."""
+    src = Path(source)
+    gt = src / "instances.json"
+    if not (src.is_dir() and gt.is_file() and (src / "JPEGImages").is_dir()):
+        return "objects"
+    from tubelet.utils.fileio import read_json
+    try:
+        info = read_json(gt).get("info")
+    except (InputError, AttributeError):
+        return "objects"  # the dataset loader reports what is wrong with the file
+    desc = info.get("description") if isinstance(info, dict) else None
+    return "synth" if desc == SYNTH_DESCRIPTION else "objects"
 
 
 def bundled_weights(method: str) -> Path:

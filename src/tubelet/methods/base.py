@@ -146,6 +146,9 @@ class VISMethod(nn.Module):
         from tubelet.models.fuse import fuse_conv_bn
         self.eval()
         n = fuse_conv_bn(self)
+        for m in list(self.modules()):  # module-level inference rewrites (FCOS towers)
+            if m is not self and hasattr(m, "fuse_for_inference"):
+                m.fuse_for_inference()
         self._fused = True
         if channels_last:
             self.to(memory_format=torch.channels_last)

@@ -20,7 +20,7 @@ probabilities), is an :class:`~tubelet.errors.InputError` listing the choices.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Generator
+from typing import Callable, Generator
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from tubelet.errors import InputError
 from tubelet.methods.base import FrameOutput, VISMethod
-from tubelet.structures import FrameInstances, VideoInstances, encode_many
+from tubelet.structures import FrameInstances, VideoInstances
 from tubelet.trackers import (FrameResult, GreedyConfig, IAIConfig, MemoryConfig, NaiveConfig,
                               Tracker, build_tracker, check_tracker)
 from tubelet.video import VideoSource
@@ -119,6 +119,21 @@ class TrackByDetect(VISMethod):
         """One RGB uint8 frame ``[H, W, 3]`` -> FrameInstances at the frame's size."""
         return self.detect(self.preprocess(frame), frame.shape[:2])
 
+    def tracker_gate(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """``scores [N] -> bool [N]``: the candidate detections the running video's tracker can
+        use (:meth:`tubelet.trackers.Tracker.input_filter`); None outside :meth:`predict_video`.
+        A :meth:`detect` may skip the masks of the others: the results do not change."""
+        tracker = self._tracker
+        if tracker is None:
+            return None
+
+        def keep(scores: torch.Tensor) -> torch.Tensor:
+            k = tracker.input_filter(scores.detach().float().cpu().numpy())
+            return torch.from_numpy(np.asarray(k, dtype=bool)).to(scores.device)
+        return keep
+
+    _tracker: Tracker | None = None
+
     def _predict(self, video: VideoSource) -> Generator[FrameOutput, None, VideoInstances]:
         self.eval()
         tracker = self.make_tracker()
@@ -127,11 +142,17 @@ class TrackByDetect(VISMethod):
         seen = False
         for t, frame in enumerate(video):
             seen = True
-            inst = self.detect_frame(frame)
+            self._tracker = tracker
+            try:
+                inst = self.detect_frame(frame)
+            finally:
+                self._tracker = None  # a paused stream must not leak its gate into detect_frame
             res = tracker.update(inst)
             self.on_tracked(t, inst, res)
             keep = res.track_ids >= 0
-            yield FrameOutput(t, encode_many(inst.masks[keep]), res.track_ids[keep],
+            # the tracker encoded these masks already (FrameInstances.rles caches); own copies
+            rles = [dict(r) for r in inst.rles(np.nonzero(keep)[0])]
+            yield FrameOutput(t, rles, res.track_ids[keep],
                               inst.scores[keep], inst.labels[keep])
         if not seen:
             raise InputError("the video has no frames", getattr(video, "path", None))

@@ -57,6 +57,19 @@ class FrameInstances:
     embeddings: np.ndarray | None = None
     boxes: np.ndarray | None = None
     id_probs: np.ndarray | None = None
+    _rles: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def rles(self, idx=None) -> list[dict]:
+        """Compressed RLEs of detections ``idx`` (default all), each mask encoded once per
+        frame: the tracker and the frame's output share the work. The dicts are shared: read
+        them, do not change them."""
+        ix = np.arange(len(self)) if idx is None else _as_index(idx, len(self))
+        missing = [i for i in ix.tolist() if i not in self._rles]
+        if missing:
+            m = self.masks if missing == list(range(len(self))) else self.masks[missing]
+            for i, r in zip(missing, rle_ops.encode_many(m)):
+                self._rles[i] = r
+        return [self._rles[i] for i in ix.tolist()]
 
     def __post_init__(self):
         self.masks = np.asarray(self.masks, dtype=bool)

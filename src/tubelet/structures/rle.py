@@ -26,13 +26,20 @@ def encode(mask: np.ndarray) -> RLE:
 
 
 def encode_many(masks: np.ndarray) -> list[RLE]:
-    """Encode ``[N, H, W]`` binary masks; one call into C for the whole stack."""
-    m = np.asarray(masks, dtype=np.uint8)
+    """Encode ``[N, H, W]`` binary masks; one call into C for the whole stack.
+
+    pycocotools reads an ``[H, W, N]`` Fortran-ordered array, i.e. each mask stored column by
+    column: masks laid out that way (``[N, W, H]`` memory seen as ``[N, H, W]``, as
+    :func:`tubelet.models.condinst.postprocess.paste_masks` writes them) are encoded without a
+    copy; any other layout is copied once."""
+    m = np.asarray(masks)
+    m = m.view(np.uint8) if m.dtype == bool else np.asarray(m, dtype=np.uint8)
     if m.ndim != 3:
         raise ValueError(f"encode_many expects [N, H, W], got shape {m.shape}")
     if m.shape[0] == 0:
         return []
-    rles = mask_utils.encode(np.asfortranarray(m.transpose(1, 2, 0)))  # [H, W, N]
+    f = m.transpose(1, 2, 0)  # [H, W, N]
+    rles = mask_utils.encode(f if f.flags.f_contiguous else np.asfortranarray(f))
     for r in rles:
         r["counts"] = r["counts"].decode("ascii")
     return rles

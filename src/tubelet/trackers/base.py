@@ -210,6 +210,12 @@ class Tracker(ABC):
         self.frame_index += 1
         return res
 
+    def input_filter(self, scores: np.ndarray) -> np.ndarray:
+        """bool ``[N]``: the detections of a frame (by score) that :meth:`update` may use. The
+        others can be left out of the frame before :meth:`update` without changing any result,
+        so a detector need not compute their masks. Default: all of them."""
+        return np.ones(len(scores), dtype=bool)
+
     @abstractmethod
     def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
         """One frame (t = ``res.frame_index``, also for N = 0): set ``res.track_ids`` / ``res.new``

@@ -49,7 +49,6 @@ import numpy as np
 
 from tubelet.errors import InputError
 from tubelet.ops.mask_iou import mask_iou_rle
-from tubelet.structures import rle as rle_ops
 from tubelet.structures.instances import FrameInstances, VideoInstances
 from tubelet.trackers.base import FrameResult, Track, Tracker, VoteTie, register_tracker
 
@@ -138,10 +137,14 @@ class GreedyTracker(Tracker):
             cost = cost + self.cfg.class_weight * (labels[:, None] != track_lab[None, :])
         return cost
 
+    def input_filter(self, scores: np.ndarray) -> np.ndarray:
+        """Only detections with score >= ``score_thr`` enter :meth:`_associate`."""
+        return scores >= self.cfg.score_thr
+
     def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
         t = res.frame_index
         idx = np.nonzero(frame.scores >= self.cfg.score_thr)[0]  # detections entering the tracker
-        rles = rle_ops.encode_many(frame.masks[idx])
+        rles = frame.rles(idx)
         labels = frame.labels[idx]
         assign = greedy_associate(self.cost_matrix(rles, labels), self.cfg.gate_thr,
                                   self.cfg.lonely_margin, self.cfg.lbf_strict)

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from tubelet.ops.hungarian import hungarian
-from tubelet.structures import rle as rle_ops
 from tubelet.structures.instances import FrameInstances, VideoInstances
 from tubelet.trackers.base import (ClassScoreSum, FrameResult, Track, Tracker, class_records,
                                    register_tracker)
@@ -97,7 +96,7 @@ class IAIAssigner(Tracker):
         if k != self.num_ids:
             raise ValueError(f"id_probs has {k} columns, expected K = {self.num_ids}")
         ids, new = assign_ids(frame.id_probs, self.num_assigned)
-        rles = rle_ops.encode_many(frame.masks)
+        rles = frame.rles()
         for i in range(len(frame)):
             tid = int(ids[i])
             if new[i]:

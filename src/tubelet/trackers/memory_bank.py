@@ -43,7 +43,6 @@ import torch
 
 from tubelet.ops.mask_iou import mask_iou_rle
 from tubelet.ops.seq_nms import nms_from_iou
-from tubelet.structures import rle as rle_ops
 from tubelet.structures.instances import FrameInstances, VideoInstances
 from tubelet.trackers.base import (ClassScoreSum, FrameResult, Track, Tracker, class_records,
                                    register_tracker)
@@ -117,6 +116,13 @@ class MemoryBankTracker(Tracker):
         self.backdrops: deque[list[np.ndarray]] = deque(maxlen=max(self.cfg.backdrop_frames, 1))
 
     # ------------------------------------------------------------------ filters
+    def input_filter(self, scores: np.ndarray) -> np.ndarray:
+        """What :meth:`prefilter` can pick: score > ``score_thr``, or the first best if none."""
+        keep = scores > self.cfg.score_thr
+        if len(scores) and not keep.any():
+            keep[int(np.argmax(scores))] = True
+        return keep
+
     def prefilter(self, frame: FrameInstances, iou: np.ndarray) -> np.ndarray:
         """Indices of the detections that enter the association, in descending score order.
 
@@ -161,7 +167,7 @@ class MemoryBankTracker(Tracker):
         for tr in self.live_tracks():  # deaths: missed frames last+1 .. t-1
             if t - 1 - tr.last_frame >= cfg.max_missed:
                 tr.closed, tr.bank = True, deque()
-        rles = rle_ops.encode_many(frame.masks)
+        rles = frame.rles()
         iou_all = mask_iou_rle(rles, rles)  # [N, N]
         order = self.prefilter(frame, iou_all)  # [n] descending score
         live, bank = self.memory()

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from tubelet.ops.mask_iou import mask_iou_rle
-from tubelet.structures import rle as rle_ops
 from tubelet.structures.instances import FrameInstances, VideoInstances
 from tubelet.trackers.base import FrameResult, Track, Tracker, register_tracker
 
@@ -37,11 +36,15 @@ class NaiveTracker(Tracker):
         super().reset()
         self.tracks: list[Track] = []
 
+    def input_filter(self, scores: np.ndarray) -> np.ndarray:
+        """Only detections with score >= ``score_thr`` enter :meth:`_associate`."""
+        return scores >= self.cfg.score_thr
+
     def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
         t = res.frame_index
         idx = np.nonzero(frame.scores >= self.cfg.score_thr)[0]
         idx = idx[np.argsort(-frame.scores[idx], kind="stable")]  # descending score
-        rles = rle_ops.encode_many(frame.masks[idx])
+        rles = frame.rles(idx)
         iou = mask_iou_rle(rles, [tr.last_mask for tr in self.tracks])  # [n, M]
         free = np.ones(len(self.tracks), dtype=bool)
         for k, i in enumerate(idx):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tubelet.structures import rle as rle_ops
 from tubelet.structures.instances import FrameInstances, VideoInstances
 from tubelet.trackers.base import (FrameResult, Track, Tracker, class_records,
                                    detection_class_scores, register_tracker)
@@ -35,10 +34,14 @@ class PerFrameTracker(Tracker):
         super().reset()
         self.tracks: list[tuple[Track, np.ndarray | dict[int, float]]] = []  # (track, classes)
 
+    def input_filter(self, scores: np.ndarray) -> np.ndarray:
+        """Only detections with score >= ``score_thr`` enter :meth:`_associate`."""
+        return scores >= self.cfg.score_thr
+
     def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
         t = res.frame_index
         idx = np.nonzero(frame.scores >= self.cfg.score_thr)[0]
-        rles = rle_ops.encode_many(frame.masks[idx])
+        rles = frame.rles(idx)
         for k, i in enumerate(idx):
             tr = Track(len(self.tracks))
             tr.add(t, rles[k], frame.scores[i], frame.labels[i])

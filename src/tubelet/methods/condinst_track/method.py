@@ -88,7 +88,8 @@ class CondInstTrack(TrackByDetect):
 
     # ------------------------------------------------------------------------------ inference
     def detect(self, images: torch.Tensor, size: tuple[int, int]) -> FrameInstances:
-        det = self.segmenter.predict(images, output_sizes=[size])[0]
+        keep = self.tracker_gate()  # a score gate commutes with the mask NMS below
+        det = self.segmenter.predict(images, output_sizes=[size], keep=keep)[0]
         emb = self.embed_head(det.features) if self.embed_head is not None else None
         inst = det.to_frame_instances(self.category_ids.tolist(), emb)
         if self.cfg.pre_track_nms > 0 and len(inst) > 1:

@@ -83,6 +83,12 @@ class FCOSHead(nn.Module):
                 nn.init.zeros_(m.bias)
         # focal-loss prior: every location starts as background with probability 1 - prior_prob
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+        self.merged: MergedTowers | None = None  # set by fuse_for_inference (one-way)
+
+    def fuse_for_inference(self) -> None:
+        """Run both towers and the three predictors as one stack (:class:`MergedTowers`): the
+        same outputs with a third of the operator calls. One-way, like BatchNorm folding."""
+        self.merged = MergedTowers(self)
 
     def forward(self, feats: list[Tensor], with_controller: bool = True) -> dict[str, list[Tensor]]:
         """feats: per level ``[B, F, H_l, W_l]`` -> per-level lists of
@@ -96,13 +102,17 @@ class FCOSHead(nn.Module):
         out: dict[str, list[Tensor]] = {"cls": [], "box": [], "ctr": [], "controller": [],
                                         "features": [], "box_feats": []}
         for level, x in enumerate(feats):
-            cls_feat = self.cls_tower(x)
-            box_feat = self.box_tower(x)
-            reg = self.scales[level](self.box_pred(box_feat))
+            if self.merged is not None and not self.training:
+                cls_feat, box_feat, cls, box, ctr = self.merged(x)
+            else:
+                cls_feat, box_feat = self.cls_tower(x), self.box_tower(x)
+                cls, box, ctr = self.cls_logits(cls_feat), self.box_pred(box_feat), \
+                    self.ctr_logits(box_feat)
+            reg = self.scales[level](box)
             reg = torch.relu(reg) if self.box_activation == "relu" else torch.exp(reg.clamp(max=20))
-            out["cls"].append(self.cls_logits(cls_feat))
+            out["cls"].append(cls)
             out["box"].append(reg * self.strides[level])
-            out["ctr"].append(self.ctr_logits(box_feat))
+            out["ctr"].append(ctr)
             out["features"].append(cls_feat)
             if self.controller is not None:
                 if with_controller:
@@ -128,3 +138,59 @@ class FCOSHead(nn.Module):
             patches = f[image[sel][:, None, None], :, yy, xx]  # [n, 3, 3, F]
             out[sel] = torch.einsum("nijf,pfij->np", patches, conv.weight) + conv.bias
         return out
+
+
+class MergedTowers(nn.Module):
+    """The classification and regression towers of an :class:`FCOSHead` as one stack of width
+    2F, for inference. Layer 1 is one conv with both towers' filters stacked (both read the same
+    level map); later layers are grouped convs (groups=2), so each half only sees its own
+    tower; GroupNorm with twice the groups normalises exactly the same channel groups; the three
+    predictors are one conv on the concatenation whose cross blocks are zero. Every output is the
+    same sum of the same products as the separate towers' (the summation order inside a conv
+    kernel may differ, so floats agree to rounding).
+    """
+
+    def __init__(self, head: FCOSHead):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cls_mods, box_mods = list(head.cls_tower), list(head.box_tower)
+        first = True
+        for a, b in zip(cls_mods, box_mods):
+            if isinstance(a, nn.Conv2d):
+                conv = nn.Conv2d(a.in_channels * (1 if first else 2), 2 * a.out_channels,
+                                 a.kernel_size, a.stride, a.padding, groups=1 if first else 2)
+                with torch.no_grad():
+                    conv.weight.copy_(torch.cat([a.weight, b.weight]))
+                    conv.bias.copy_(torch.cat([a.bias, b.bias]))
+                layers.append(conv)
+                first = False
+            elif isinstance(a, nn.GroupNorm):
+                gn = nn.GroupNorm(2 * a.num_groups, 2 * a.num_channels, eps=a.eps)
+                with torch.no_grad():
+                    gn.weight.copy_(torch.cat([a.weight, b.weight]))
+                    gn.bias.copy_(torch.cat([a.bias, b.bias]))
+                layers.append(gn)
+            else:
+                layers.append(a)
+        self.tower = nn.Sequential(*layers)
+        f = head.cls_logits.in_channels
+        c = head.cls_logits.out_channels
+        self.splits = (c, 4, 1)  # cls logits, ltrb, centerness
+        pred = nn.Conv2d(2 * f, c + 5, 3, padding=1)
+        with torch.no_grad():
+            pred.weight.zero_()
+            pred.weight[:c, :f] = head.cls_logits.weight
+            pred.weight[c:c + 4, f:] = head.box_pred.weight
+            pred.weight[c + 4:, f:] = head.ctr_logits.weight
+            pred.bias.copy_(torch.cat([head.cls_logits.bias, head.box_pred.bias,
+                                       head.ctr_logits.bias]))
+        self.pred = pred
+        self.width = f
+        self.requires_grad_(False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``[B, F, H, W]`` -> (cls features, box features, cls logits, ltrb (before scale and
+        activation), centerness logits), as the separate towers give them."""
+        t = self.tower(x)  # [B, 2F, H, W]
+        cls, box, ctr = self.pred(t).split(self.splits, dim=1)
+        return t[:, :self.width], t[:, self.width:], cls, box, ctr

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,11 +34,12 @@ from tubelet.models.condinst.fcos import FCOSHead
 from tubelet.models.condinst.losses import (centerness_loss, dice_loss, giou_loss,
                                             sigmoid_focal_loss)
 from tubelet.models.condinst.mask_branch import MaskBranch
-from tubelet.models.condinst.postprocess import (Detections, paste_masks, scale_boxes,
-                                                 select_candidates)
-from tubelet.models.condinst.targets import (FCOSTargets, fcos_targets, level_locations,
-                                             level_size_ranges)
+from tubelet.models.condinst.postprocess import (Candidates, Detections, paste_masks,
+                                                 scale_boxes, select_candidates)
+from tubelet.models.condinst.targets import (FCOSTargets, fcos_targets, level_size_ranges,
+                                             level_tables)
 from tubelet.models.fpn import FPN
+from tubelet.models.frozen import FrozenByShape
 from tubelet.models.weights import is_random_init
 
 
@@ -110,6 +112,22 @@ def flatten_levels(maps: list[Tensor]) -> Tensor:
     return torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
 
 
+class _Dense(nn.Module):
+    """The dense part of :meth:`CondInst.forward_heads` at inference (lazy controller), as one
+    module for :class:`FrozenByShape` to trace: backbone, FPN, head towers, mask branch."""
+
+    def __init__(self, net: "CondInst"):
+        super().__init__()
+        self.backbone, self.fpn, self.head = net.backbone, net.fpn, net.head
+        self.mask_branch, self.head_features = net.mask_branch, list(net.head_features)
+
+    def forward(self, images: Tensor):
+        pyramid = self.fpn(self.backbone(images))
+        head = self.head([pyramid[k] for k in self.head_features], with_controller=False)
+        return (pyramid, head["cls"], head["box"], head["ctr"], head["features"],
+                head["box_feats"], self.mask_branch(pyramid))
+
+
 class CondInst(nn.Module):
     """CondInst instance segmenter; see the module docstring and :class:`CondInstConfig` for the
     meaning and paper default of every keyword argument."""
@@ -153,6 +171,8 @@ class CondInst(nn.Module):
         self.mask_out_stride, self.max_proposals = mask_out_stride, max_proposals
         self.score_thr, self.pre_nms_topk, self.nms_thr = score_thr, pre_nms_topk, nms_thr
         self.max_detections, self.mask_thr = max_detections, mask_thr
+        self.frozen_dense: FrozenByShape | None = None  # set by fuse_for_inference
+        self._tables: dict = {}  # per-location constants by level shapes (_level_tables)
 
     @classmethod
     def from_config(cls, cfg: CondInstConfig, **overrides) -> "CondInst":
@@ -165,31 +185,40 @@ class CondInst(nn.Module):
     def forward_heads(self, images: Tensor, lazy_controller: bool = False) -> HeadOutputs:
         """images ``[B, 3, H, W]`` normalised -> :class:`HeadOutputs` (``lazy_controller``: leave
         ``controller`` None and keep the box-tower maps for :meth:`controller_params`)."""
-        return self.heads_from_features(self.backbone(images), tuple(images.shape[-2:]),
-                                        lazy_controller)
+        size = tuple(images.shape[-2:])
+        if self.frozen_dense is not None and not self.training and lazy_controller:
+            pyramid, cls, box, ctr, feats, box_feats, mask_feats = self.frozen_dense(images)
+            head = {"cls": cls, "box": box, "ctr": ctr, "features": feats, "controller": [],
+                    "box_feats": box_feats}
+            return self.heads_from_pyramid(pyramid, size, lazy_controller, head, mask_feats)
+        return self.heads_from_features(self.backbone(images), size, lazy_controller)
+
+    def fuse_for_inference(self) -> None:
+        """At inference (``predict``), run the dense part (backbone, FPN, head towers, mask
+        branch) as a TorchScript graph frozen per input shape
+        (:class:`~tubelet.models.frozen.FrozenByShape`). One-way, like BatchNorm folding."""
+        if self.head.controller is not None:
+            self.frozen_dense = FrozenByShape(_Dense(self))
 
     def heads_from_features(self, feats: dict[str, Tensor], image_size: tuple[int, int],
                             lazy_controller: bool = False) -> HeadOutputs:
         """Backbone features ``{"c3": [B, C3, H/8, W/8], ...}`` of a padded ``image_size`` batch
         -> :class:`HeadOutputs` (the FPN, heads and mask branch). Methods that change the
         backbone features first (IAI's classification projector on C5) call this directly."""
-        pyramid = self.fpn(feats)
-        head = self.head([pyramid[k] for k in self.head_features],
-                         with_controller=not lazy_controller)
+        return self.heads_from_pyramid(self.fpn(feats), image_size, lazy_controller)
+
+    def heads_from_pyramid(self, pyramid: dict[str, Tensor], image_size: tuple[int, int],
+                           lazy_controller: bool = False, head: dict | None = None,
+                           mask_feats: Tensor | None = None) -> HeadOutputs:
+        """FPN maps ``{"p3": [B, F, H/8, W/8], ...}`` -> :class:`HeadOutputs` (``head`` /
+        ``mask_feats``: the head's and mask branch's outputs when already computed)."""
+        if head is None:
+            head = self.head([pyramid[k] for k in self.head_features],
+                             with_controller=not lazy_controller)
         ref = head["cls"][0]
-        device = ref.device
-        locs, strides, levels, soi, ranges, slices = [], [], [], [], [], []
-        start = 0
-        for i, (m, s) in enumerate(zip(head["cls"], self.strides)):
-            h, w = m.shape[-2:]
-            locs.append(level_locations(h, w, s, device))
-            n = h * w
-            strides.append(torch.full((n,), float(s), device=device))
-            levels.append(torch.full((n,), i, dtype=torch.long, device=device))
-            soi.append(torch.full((n,), self.sizes_of_interest[i], device=device))
-            ranges.append(torch.tensor(self.size_ranges[i], device=device).expand(n, 2))
-            slices.append(slice(start, start + n))
-            start += n
+        locs, strides, levels, soi, ranges, slices = self._level_tables(
+            tuple(tuple(m.shape[-2:]) for m in head["cls"]), ref.device)
+        start = slices[-1].stop
         if head["controller"]:
             controller = flatten_levels(head["controller"])
         elif head["box_feats"]:
@@ -199,11 +228,21 @@ class CondInst(nn.Module):
         return HeadOutputs(
             cls_logits=flatten_levels(head["cls"]), box_ltrb=flatten_levels(head["box"]),
             ctr_logits=flatten_levels(head["ctr"])[..., 0], controller=controller,
-            features=flatten_levels(head["features"]), locations=torch.cat(locs),
-            strides=torch.cat(strides), levels=torch.cat(levels),
-            sizes_of_interest=torch.cat(soi), ranges=torch.cat(ranges), level_slices=slices,
-            mask_feats=self.mask_branch(pyramid), mask_stride=self.mask_branch.stride,
-            image_size=tuple(image_size), box_feats=head["box_feats"] or None, pyramid=pyramid)
+            features=flatten_levels(head["features"]), locations=locs, strides=strides,
+            levels=levels, sizes_of_interest=soi, ranges=ranges, level_slices=slices,
+            mask_feats=self.mask_branch(pyramid) if mask_feats is None else mask_feats,
+            mask_stride=self.mask_branch.stride, image_size=tuple(image_size),
+            box_feats=head["box_feats"] or None, pyramid=pyramid)
+
+    def _level_tables(self, shapes: tuple, device) -> tuple:
+        """:func:`level_tables` of these level shapes, cached per shape set (read-only)."""
+        key = (shapes, str(device))
+        if key not in self._tables:
+            if len(self._tables) >= 8:
+                self._tables.clear()
+            self._tables[key] = level_tables(shapes, self.strides, self.sizes_of_interest,
+                                             self.size_ranges, device)
+        return self._tables[key]
 
     def controller_params(self, outputs: HeadOutputs, image_index: Tensor,
                           loc_index: Tensor) -> Tensor:
@@ -304,7 +343,8 @@ class CondInst(nn.Module):
     @torch.no_grad()
     def predict(self, images: Tensor, image_sizes: list[tuple[int, int]] | None = None,
                 output_sizes: list[tuple[int, int]] | None = None,
-                mask_probs: bool = False) -> list[Detections]:
+                mask_probs: bool = False,
+                keep: Callable[[Tensor], Tensor] | None = None) -> list[Detections]:
         """Detections per image.
 
         Args:
@@ -313,6 +353,9 @@ class CondInst(nn.Module):
             output_sizes: (H_out, W_out) to resize boxes and masks to, e.g. the original frame
                 size before the dataset's resize (default: ``image_sizes``).
             mask_probs: return float mask probabilities instead of bool masks.
+            keep: ``scores [N] -> bool [N]``, the candidates to keep, applied before any mask is
+                computed (a tracker's entry gate: the masks of detections it would ignore are
+                never made).
 
         Returns:
             B :class:`Detections`, masks ``[N, H_out, W_out]``.
@@ -334,6 +377,10 @@ class CondInst(nn.Module):
                                      outputs.box_ltrb[b], outputs.locations, outputs.level_slices,
                                      image_sizes[b], self.score_thr, self.pre_nms_topk,
                                      self.nms_thr, self.max_detections)
+            if keep is not None:
+                sel = keep(cand.scores)
+                cand = Candidates(cand.loc_index[sel], cand.labels[sel], cand.scores[sel],
+                                  cand.boxes[sel])
             loc = cand.loc_index
             logits = self.mask_logits(outputs, torch.full_like(loc, b), loc)
             masks = paste_masks(logits, self.mask_out_stride, image_sizes[b], output_sizes[b],

@@ -119,3 +119,22 @@ def fcos_targets(locations: Tensor, strides: Tensor, ranges: Tensor, boxes: Tens
                       torch.zeros(n_loc, device=device))
     cls = torch.where(positive, labels.to(device).long()[safe], torch.full_like(gt_index, -1))
     return FCOSTargets(cls, gt_index, box_targets, ctr)
+
+
+def level_tables(shapes, strides, sizes_of_interest, size_ranges, device) -> tuple:
+    """Per-location constants of pyramid levels of ``(h, w)`` ``shapes``: locations ``[L, 2]``,
+    strides ``[L]``, level index ``[L]`` (long), size of interest ``[L]``, size ranges ``[L, 2]``
+    and each level's slice of the L axis."""
+    locs, strd, levels, soi, ranges, slices = [], [], [], [], [], []
+    start = 0
+    for i, ((h, w), s) in enumerate(zip(shapes, strides)):
+        locs.append(level_locations(h, w, s, device))
+        n = h * w
+        strd.append(torch.full((n,), float(s), device=device))
+        levels.append(torch.full((n,), i, dtype=torch.long, device=device))
+        soi.append(torch.full((n,), sizes_of_interest[i], device=device))
+        ranges.append(torch.tensor(size_ranges[i], device=device).expand(n, 2))
+        slices.append(slice(start, start + n))
+        start += n
+    return (torch.cat(locs), torch.cat(strd), torch.cat(levels), torch.cat(soi),
+            torch.cat(ranges), slices)
