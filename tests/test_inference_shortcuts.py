@@ -180,3 +180,25 @@ def test_frame_rles_any_order_encoded_once():
     assert got == [encode(f.masks[i]) for i in order]
     again = f.rles()
     assert all(again[i] is got[order.index(i)] for i in range(len(f)))  # cached, not re-encoded
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_contrastive_masks_no_resize_equal_whole_map(seed):
+    # the reference: contrastive-online's whole-map rule (x4 bilinear, crop, sigmoid > thr)
+    from tubelet.methods.contrastive_online.inference import masks_to_frame
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(5, 8, 11, generator=g) * 5 - 2
+    logits[0, 0, 0] = 0.0  # exactly at the threshold 0.5
+    h, w = 8 * 4 - 2, 11 * 4 - 3
+    ref = torch.nn.functional.interpolate(logits[:, None], size=(32, 44), mode="bilinear",
+                                          align_corners=False)[:, 0, :h, :w].sigmoid() > 0.5
+    got = masks_to_frame(logits, (h, w), (h, w), 0.5)
+    assert torch.equal(got, ref)
+    other = masks_to_frame(logits, (h, w), (2 * h, 2 * w), 0.5)  # the resize path is unchanged
+    assert other.shape == (5, 2 * h, 2 * w)
+
+
+def test_paste_refuses_other_strides():
+    from tubelet.ops.paste import paste_thresholded
+    with pytest.raises(ValueError, match="power of two"):
+        paste_thresholded(torch.zeros(1, 2, 2), 3, 6, 6, 0.5, torch.zeros(1, 6, 6, dtype=torch.bool))

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tubelet.ops.mask_iou import mask_iou_rle
+from tubelet.ops.paste import column_major_masks, paste_thresholded
 from tubelet.structures import FrameInstances, encode_many
 from tubelet.trackers import MemoryBankTracker, MemoryConfig
 
@@ -59,6 +60,10 @@ def masks_to_frame(mask_logits: Tensor, input_size: tuple[int, int],
     h, w = input_size
     if k == 0:
         return torch.zeros((0, *out_size), dtype=torch.bool, device=mask_logits.device)
+    if tuple(out_size) == (h, w):  # no resize: the same masks, upsampled where they can be on
+        out = column_major_masks(k, h, w, mask_logits.device)
+        paste_thresholded(mask_logits.float(), 4, h, w, mask_thr, out, post=torch.sigmoid)
+        return out
     x = F.interpolate(mask_logits[:, None], size=(hm * 4, wm * 4), mode="bilinear",
                       align_corners=False)[:, :, :h, :w]  # [K, 1, h, w]
     x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)[:, 0]

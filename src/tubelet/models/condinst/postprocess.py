@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from tubelet.ops.paste import column_major_masks, is_power_of_two, paste_thresholded
 from tubelet.structures.instances import FrameInstances
 from tubelet.structures.tensor_record import TensorRecord
 
@@ -134,13 +135,12 @@ def paste_masks(logits: Tensor, stride: int, image_size: tuple[int, int],
     out_h, out_w = output_size if output_size is not None else image_size
     n = logits.shape[0]
     if threshold is not None:
-        # [N, W, H] memory seen as [N, H, W]: each mask column by column, the layout COCO RLE
-        # encoding reads (structures.rle.encode_many then needs no copy)
-        out = torch.zeros(n, out_w, out_h, dtype=torch.bool, device=logits.device).transpose(1, 2)
+        out = column_major_masks(n, out_h, out_w, logits.device)
     else:
         out = torch.zeros(n, out_h, out_w, dtype=torch.float32, device=logits.device)
-    if threshold is not None and (out_h, out_w) == (h, w) and stride & (stride - 1) == 0:
-        _paste_cropped(logits, stride, h, w, threshold, out)
+    if threshold is not None and (out_h, out_w) == (h, w) and is_power_of_two(stride):
+        # exact, upsampling each mask only where it can be on (ops.paste)
+        paste_thresholded(torch.sigmoid(logits[:, 0].float()), stride, h, w, threshold, out)
         return out
     for i in range(0, n, chunk):
         x = torch.sigmoid(logits[i:i + chunk].float())
@@ -151,35 +151,6 @@ def paste_masks(logits: Tensor, stride: int, image_size: tuple[int, int],
         x = x[:, 0]
         out[i:i + chunk] = x > threshold if threshold is not None else x
     return out
-
-
-def _paste_cropped(logits: Tensor, stride: int, h: int, w: int, threshold: float,
-                   out: Tensor) -> None:
-    """:func:`paste_masks` (bool, no resize, power-of-two stride), upsampling each mask only
-    around its low-resolution pixels above the threshold; the result is the same bit for bit.
-
-    A bilinear output pixel is a convex combination of its 2x2 source neighbours, so it exceeds
-    the threshold only next to a source pixel above ``threshold - 1e-6`` (the margin absorbs
-    rounding). Each mask's box of such pixels, grown by 2 source pixels, is upsampled alone:
-    with ``scale_factor`` a power of two the source coordinate ``(y + 0.5) / s - 0.5`` of an
-    output pixel is computed exactly in the crop as in the whole map, and the pixels where the
-    crop's edge clamping differs lie outside the grown box's positive part (False either way).
-    """
-    probs = torch.sigmoid(logits[:, 0].float())  # [N, H_m, W_m]
-    hm, wm = probs.shape[-2:]
-    near = probs > threshold - 1e-6
-    rows, cols = near.any(dim=2), near.any(dim=1)  # [N, H_m], [N, W_m]
-    for i in torch.nonzero(rows.any(dim=1)).flatten().tolist():
-        r = torch.nonzero(rows[i]).flatten()
-        c = torch.nonzero(cols[i]).flatten()
-        r0, r1 = max(int(r[0]) - 2, 0), min(int(r[-1]) + 3, hm)
-        c0, c1 = max(int(c[0]) - 2, 0), min(int(c[-1]) + 3, wm)
-        x = F.interpolate(probs[i, r0:r1, c0:c1][None, None], scale_factor=stride,
-                          mode="bilinear", align_corners=False)[0, 0]
-        y0, x0 = r0 * stride, c0 * stride
-        y1, x1 = min(r1 * stride, h), min(c1 * stride, w)
-        if y1 > y0 and x1 > x0:
-            out[i, y0:y1, x0:x1] = x[:y1 - y0, :x1 - x0] > threshold
 
 
 def scale_boxes(boxes: Tensor, image_size: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
