@@ -31,9 +31,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from davis_eval import KEYS, score  # noqa: E402
 
+from tubelet.data.split import videos_where  # noqa: E402
 from tubelet.data.ytvis import load_ytvis  # noqa: E402
 from tubelet.engine.loading import load_method  # noqa: E402
-from tubelet.utils.fileio import write_json  # noqa: E402
+from tubelet.utils.fileio import read_json, write_json  # noqa: E402
 
 FOLD0 = ("dog", "kite-surf")
 
@@ -49,7 +50,7 @@ def folds(names: list[str]) -> list[tuple[str, ...]]:
 
 def _stopped(fold: Path) -> bool:
     """A run stopped by a signal also writes summary.json; it says so (``stopped_by``)."""
-    return bool(json.loads((fold / "summary.json").read_text()).get("stopped_by"))
+    return bool(read_json(fold / "summary.json").get("stopped_by"))
 
 
 def main() -> None:
@@ -69,7 +70,7 @@ def main() -> None:
     splits = folds(list(by_name))
     chosen = range(len(splits)) if args.folds is None else [int(k) for k in args.folds.split(",")]
     out = Path(args.out)
-    raw = json.loads(Path(args.gt).read_text())
+    raw = read_json(args.gt)
     recs, held, train_s = [], [], {}
     for k in chosen:
         names = splits[k]
@@ -77,10 +78,7 @@ def main() -> None:
         fold.mkdir(parents=True, exist_ok=True)
         val_ids = {by_name[n] for n in names}
         train_json = fold / "train.json"
-        part = {key: v for key, v in raw.items() if key not in ("videos", "annotations")}
-        part["videos"] = [v for v in raw["videos"] if v["id"] not in val_ids]
-        part["annotations"] = [a for a in raw["annotations"] if a["video_id"] not in val_ids]
-        write_json(train_json, part)
+        write_json(train_json, videos_where(raw, lambda i: i not in val_ids))
         if not (fold / "summary.json").exists() or _stopped(fold):
             t0 = time.time()
             cmd = [sys.executable, "-m", "tubelet", "train", "--config", args.config, "--out",
@@ -97,7 +95,7 @@ def main() -> None:
         recs += score(model, gt.subset(sorted(val_ids)), args.images)[0]
         print(f"fold {k} {names}: done", file=sys.stderr)
     sub = gt.subset(held)
-    _, overall, per_seq, seconds = score(None, sub, args.images, recs=recs)
+    _, overall, per_seq, _ = score(None, sub, args.images, recs=recs)
     report = {"config": args.config, "overrides": args.overrides, "folds": {
         k: list(splits[k]) for k in chosen}, "train_seconds": train_s,
         "overall": {k: overall[k] for k in KEYS}, "per_sequence": per_seq}

@@ -23,10 +23,14 @@ def split_by_video(data: dict, val_fraction: float = 0.1, seed: int = 0) -> tupl
     order = rng.permutation(len(ids))
     n_val = min(max(1, int(round(val_fraction * len(ids)))), len(ids) - 1)
     val_ids = {ids[i] for i in order[:n_val]}
+    return (videos_where(data, lambda i: i not in val_ids),
+            videos_where(data, lambda i: i in val_ids))
 
-    def part(keep) -> dict:
-        out = {k: v for k, v in data.items() if k not in ("videos", "annotations")}
-        out["videos"] = [v for v in data["videos"] if keep(v["id"])]
-        out["annotations"] = [a for a in data.get("annotations", []) if keep(a["video_id"])]
-        return out
-    return part(lambda i: i not in val_ids), part(lambda i: i in val_ids)
+
+def videos_where(data: dict, keep) -> dict:
+    """The GT dict restricted to the videos whose id passes ``keep`` (and their annotations);
+    every other top-level key is kept as is."""
+    out = {k: v for k, v in data.items() if k not in ("videos", "annotations")}
+    out["videos"] = [v for v in data["videos"] if keep(v["id"])]
+    out["annotations"] = [a for a in data.get("annotations", []) if keep(a["video_id"])]
+    return out

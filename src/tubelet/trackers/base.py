@@ -283,6 +283,19 @@ def class_records(per_track: Iterable[tuple[Track, np.ndarray | dict[int, float]
 
 
 # ---------------------------------------------------------------------------------- registry
+class ScoreGatedTracker(Tracker):
+    """A tracker whose detections enter only with score >= ``cfg.score_thr`` (greedy, naive,
+    none): :meth:`input_filter` is the gate and :meth:`entering` applies it, so the filter a
+    detector may apply early and the one the association applies are one rule."""
+
+    def input_filter(self, scores: np.ndarray) -> np.ndarray:
+        return scores >= self.cfg.score_thr
+
+    def entering(self, frame: FrameInstances) -> np.ndarray:
+        """Indices of the frame's detections that pass the gate, in frame order."""
+        return np.nonzero(self.input_filter(frame.scores))[0]
+
+
 _TRACKERS: dict[str, type[Tracker]] = {}  # name -> tracker class (its config: cls.config_cls)
 
 

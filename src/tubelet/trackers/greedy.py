@@ -50,7 +50,8 @@ import numpy as np
 from tubelet.errors import InputError
 from tubelet.ops.mask_iou import mask_iou_rle
 from tubelet.structures.instances import FrameInstances, VideoInstances
-from tubelet.trackers.base import FrameResult, Track, Tracker, VoteTie, register_tracker
+from tubelet.trackers.base import (FrameResult, ScoreGatedTracker, Track, VoteTie,
+                                   register_tracker)
 
 
 @dataclass
@@ -119,7 +120,7 @@ def greedy_associate(cost: np.ndarray, gate_thr: float = 0.99, margin: float = 0
 
 
 @register_tracker("greedy", GreedyConfig)
-class GreedyTracker(Tracker):
+class GreedyTracker(ScoreGatedTracker):
     """YOLOv4+1seg greedy tracker. Tracks never expire; see the module docstring."""
 
     cfg: GreedyConfig
@@ -137,13 +138,9 @@ class GreedyTracker(Tracker):
             cost = cost + self.cfg.class_weight * (labels[:, None] != track_lab[None, :])
         return cost
 
-    def input_filter(self, scores: np.ndarray) -> np.ndarray:
-        """Only detections with score >= ``score_thr`` enter :meth:`_associate`."""
-        return scores >= self.cfg.score_thr
-
     def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
         t = res.frame_index
-        idx = np.nonzero(frame.scores >= self.cfg.score_thr)[0]  # detections entering the tracker
+        idx = self.entering(frame)  # detections entering the tracker
         rles = frame.rles(idx)
         labels = frame.labels[idx]
         assign = greedy_associate(self.cost_matrix(rles, labels), self.cfg.gate_thr,

@@ -132,9 +132,7 @@ class MemoryBankTracker(Tracker):
         n = len(frame)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        idx = np.nonzero(frame.scores > self.cfg.score_thr)[0]
-        if len(idx) == 0:
-            idx = np.array([int(np.argmax(frame.scores))])
+        idx = np.nonzero(self.input_filter(frame.scores))[0]  # > score_thr, else the top one
         if frame.boxes is not None and len(idx) > 1:
             from torchvision.ops import batched_nms  # lazy: torchvision only when boxes are given
             keep = batched_nms(torch.as_tensor(frame.boxes[idx], dtype=torch.float32),

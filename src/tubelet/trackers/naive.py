@@ -16,7 +16,7 @@ import numpy as np
 
 from tubelet.ops.mask_iou import mask_iou_rle
 from tubelet.structures.instances import FrameInstances, VideoInstances
-from tubelet.trackers.base import FrameResult, Track, Tracker, register_tracker
+from tubelet.trackers.base import FrameResult, ScoreGatedTracker, Track, register_tracker
 
 
 @dataclass
@@ -27,7 +27,7 @@ class NaiveConfig:
 
 
 @register_tracker("naive", NaiveConfig)
-class NaiveTracker(Tracker):
+class NaiveTracker(ScoreGatedTracker):
     """Greedy IoU-argmax association (the baseline)."""
 
     cfg: NaiveConfig
@@ -36,13 +36,9 @@ class NaiveTracker(Tracker):
         super().reset()
         self.tracks: list[Track] = []
 
-    def input_filter(self, scores: np.ndarray) -> np.ndarray:
-        """Only detections with score >= ``score_thr`` enter :meth:`_associate`."""
-        return scores >= self.cfg.score_thr
-
     def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
         t = res.frame_index
-        idx = np.nonzero(frame.scores >= self.cfg.score_thr)[0]
+        idx = self.entering(frame)
         idx = idx[np.argsort(-frame.scores[idx], kind="stable")]  # descending score
         rles = frame.rles(idx)
         iou = mask_iou_rle(rles, [tr.last_mask for tr in self.tracks])  # [n, M]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tubelet.structures.instances import FrameInstances, VideoInstances
-from tubelet.trackers.base import (FrameResult, Track, Tracker, class_records,
+from tubelet.trackers.base import (FrameResult, ScoreGatedTracker, Track, class_records,
                                    detection_class_scores, register_tracker)
 
 
@@ -25,7 +25,7 @@ class PerFrameConfig:
 
 
 @register_tracker("none", PerFrameConfig)
-class PerFrameTracker(Tracker):
+class PerFrameTracker(ScoreGatedTracker):
     """No association: track id = running detection count (module docstring)."""
 
     cfg: PerFrameConfig
@@ -34,13 +34,9 @@ class PerFrameTracker(Tracker):
         super().reset()
         self.tracks: list[tuple[Track, np.ndarray | dict[int, float]]] = []  # (track, classes)
 
-    def input_filter(self, scores: np.ndarray) -> np.ndarray:
-        """Only detections with score >= ``score_thr`` enter :meth:`_associate`."""
-        return scores >= self.cfg.score_thr
-
     def _associate(self, frame: FrameInstances, res: FrameResult) -> None:
         t = res.frame_index
-        idx = np.nonzero(frame.scores >= self.cfg.score_thr)[0]
+        idx = self.entering(frame)
         rles = frame.rles(idx)
         for k, i in enumerate(idx):
             tr = Track(len(self.tracks))

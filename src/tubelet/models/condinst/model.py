@@ -34,8 +34,8 @@ from tubelet.models.condinst.fcos import FCOSHead
 from tubelet.models.condinst.losses import (centerness_loss, dice_loss, giou_loss,
                                             sigmoid_focal_loss)
 from tubelet.models.condinst.mask_branch import MaskBranch
-from tubelet.models.condinst.postprocess import (Candidates, Detections, paste_masks,
-                                                 scale_boxes, select_candidates)
+from tubelet.models.condinst.postprocess import (Detections, paste_masks, scale_boxes,
+                                                 select_candidates)
 from tubelet.models.condinst.targets import (FCOSTargets, fcos_targets, level_size_ranges,
                                              level_tables)
 from tubelet.models.fpn import FPN
@@ -378,9 +378,7 @@ class CondInst(nn.Module):
                                      image_sizes[b], self.score_thr, self.pre_nms_topk,
                                      self.nms_thr, self.max_detections)
             if keep is not None:
-                sel = keep(cand.scores)
-                cand = Candidates(cand.loc_index[sel], cand.labels[sel], cand.scores[sel],
-                                  cand.boxes[sel])
+                cand = cand[keep(cand.scores)]
             loc = cand.loc_index
             logits = self.mask_logits(outputs, torch.full_like(loc, b), loc)
             masks = paste_masks(logits, self.mask_out_stride, image_sizes[b], output_sizes[b],

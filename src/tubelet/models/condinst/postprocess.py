@@ -64,7 +64,7 @@ class Detections(TensorRecord):
 
 
 @dataclass
-class Candidates:
+class Candidates(TensorRecord):
     """Detections before masks: indices into the flattened locations of one image.
 
     Attributes: loc_index ``[N]`` long, labels ``[N]``, scores ``[N]``, boxes ``[N, 4]`` (input frame).
