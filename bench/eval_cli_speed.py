@@ -23,9 +23,13 @@ Checks, each failing the run (exit 1) when numbers differ:
   ``ytvostools``, ``youtube-vis``, ``ytvis-api``, ``pycocotools-ytvis`` do not exist, and no
   package of the PyPI index names YouTube-VIS / ytvos): it exists only as the source of that
   fork, built over ``pycocotools``, so this check normally reports ``"official": null``. If it is
-  importable, it is run as a subprocess on the same files (with the numpy-2 shims it needs:
+  importable, or with ``--official-src DIR``, it is run as a subprocess on the same files (with the numpy-2 shims it needs:
   ``np.float``, an int ``num`` for ``np.linspace``), timed the same way, and its 12 numbers must
-  equal tubelet's to 1e-12. The numbers of tubelet against a slow, obviously-correct evaluator
+  equal tubelet's to 1e-12. ``--official-src DIR``: a folder with the official ``ytvis.py`` and
+  ``ytviseval.py``. One source on PyPI: the mmdet 3.x wheel carries both, marked "Copied from
+  https://github.com/youtubevos/cocoapi" (``pip download --no-deps mmdet==3.3.0``, then
+  ``unzip mmdet-3.3.0-py3-none-any.whl 'mmdet/evaluation/functional/ytvis*'`` and pass
+  ``mmdet/evaluation/functional``). Nothing of it is part of tubelet; it is only run. The numbers of tubelet against a slow, obviously-correct evaluator
   are checked by the tests (``tests/test_eval_reference.py``).
 
 Also reports ``startup_s`` (``tubelet eval --help``: interpreter, imports, argument parsing)
@@ -63,8 +67,13 @@ import json, sys, numpy as np
 np.float = float
 _linspace = np.linspace
 np.linspace = lambda a, b, num=50, *k, **kw: _linspace(a, b, int(round(num)), *k, **kw)
-from pycocotools.ytvos import YTVOS
-from pycocotools.ytvoseval import YTVOSeval
+if len(sys.argv) > 3:  # a folder holding ytvis.py / ytviseval.py (the mmdet 3.x copy)
+    sys.path.insert(0, sys.argv[3])
+    from ytvis import YTVIS as YTVOS
+    from ytviseval import YTVISeval as YTVOSeval
+else:
+    from pycocotools.ytvos import YTVOS
+    from pycocotools.ytvoseval import YTVOSeval
 import contextlib, io
 with contextlib.redirect_stdout(io.StringIO()):
     gt = YTVOS(sys.argv[1])
@@ -75,8 +84,10 @@ print(json.dumps([float(x) for x in ev.stats]))
 """
 
 
-def official_available() -> bool:
+def official_available(src: str | None = None) -> bool:
     code = "import pycocotools.ytvos, pycocotools.ytvoseval"
+    if src:
+        code = f"import sys; sys.path.insert(0, {src!r}); import ytvis, ytviseval"
     return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
@@ -125,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-src", metavar="SRC", default=None,
                     help="also time another tubelet source tree (PYTHONPATH=SRC), check numbers")
     ap.add_argument("--no-official", action="store_true", help="skip the official evaluator")
+    ap.add_argument("--official-src", metavar="DIR", default=None,
+                    help="a folder holding the official code as ytvis.py + ytviseval.py, e.g. "
+                         "the verbatim copy inside the mmdet 3.x wheel (see the docstring)")
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -197,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
             failed |= bool(bad)
 
         report["official"] = None
-        if not args.no_official and official_available():
+        src = str(Path(args.official_src).resolve()) if args.official_src else None
+        if src and not official_available(src):
+            raise SystemExit(f"--official-src {src}: ytvis.py / ytviseval.py do not import")
+        if not args.no_official and official_available(src):
             ocmd = [sys.executable, "-c", _OFFICIAL, str(gt_path), str(res_path)]
+            ocmd += [src] if src else []
             w, c, o = time_command(ocmd, args.repeat)
             off = dict(zip(SUMMARY, json.loads(o)))
             bad = differences(dict(off, per_category={}), dict(got, per_category={}), 1e-12)

@@ -202,3 +202,35 @@ def test_paste_refuses_other_strides():
     from tubelet.ops.paste import paste_thresholded
     with pytest.raises(ValueError, match="power of two"):
         paste_thresholded(torch.zeros(1, 2, 2), 3, 6, 6, 0.5, torch.zeros(1, 6, 6, dtype=torch.bool))
+
+
+def test_contrastive_infer_is_forward_last_layer_and_frozen_matches():
+    """``DeformableDETR.infer`` (last decoder layer only; traced and frozen per shape after
+    ``fuse_for_inference``) against the plain ``forward``'s last layer."""
+    from tubelet.engine.config import load_experiment
+    from tubelet.methods import build_method
+    cfg = load_experiment("configs/contrastive_online_tiny.yaml", [])
+    torch.manual_seed(0)
+    m = build_method(cfg.method, cfg.model).eval()
+    m.cfg.score_thr = 0.0  # an untrained model: keep queries to compare
+    x = torch.randn(1, 3, 64, 96)
+    keys = ("pred_logits", "pred_boxes", "contrast_embeds", "mask_params", "mask_feats")
+    with torch.no_grad():
+        full = m.detector(x)
+    lite = m.detector.infer(x)
+    for k in keys:
+        assert torch.equal(full[k], lite[k]), k  # the same operations: bit-equal
+    assert lite["image_size"] == (64, 96)
+    ref = copy.deepcopy(m)
+    m.fuse_for_inference()
+    assert m.detector.frozen_infer is not None
+    frozen = m.detector.infer(x)
+    assert len(m.detector.frozen_infer.graphs) == 1
+    for k in keys:
+        assert torch.allclose(full[k], frozen[k], atol=1e-4, rtol=1e-4), k
+    frame = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    a, b = ref.detect_frame(frame), m.detect_frame(frame)
+    assert len(a.scores) == len(b.scores) > 0
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(a.embeddings, b.embeddings, rtol=1e-3, atol=1e-4)
+    assert (a.masks != b.masks).mean() < 1e-3  # threshold flips from rounding only

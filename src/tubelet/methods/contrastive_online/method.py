@@ -101,7 +101,7 @@ class ContrastiveOnline(TrackByDetect):
 
     # ------------------------------------------------------------------------------ inference
     def detect(self, images: Tensor, size: tuple[int, int]) -> FrameInstances:
-        out = self.detector(images)
+        out = self.detector.infer(images)  # the last decoder layer only
         h, w = images.shape[-2:]
 
         def mask_fn(q: Tensor) -> Tensor:  # [K] -> [K, h/4, w/4] logits

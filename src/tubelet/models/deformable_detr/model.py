@@ -18,6 +18,12 @@ Output of ``forward`` (DETR's format; shapes with D the width, P the dynamic-hea
     "aux_outputs":  list of N_dec - 1 dicts with the four per-layer keys above, layer 0 first
     "mask_feats":   [B, C_mask, H/4, W/4] (absent when masks are off)
     "image_size":   (H, W)
+
+``infer`` (inference, one layer): the last layer's ``pred_logits``, ``pred_boxes``,
+``mask_params``, ``contrast_embeds``, plus ``mask_feats`` and ``image_size`` -- what a frame's
+detections need. The earlier layers' class heads and controllers are not run. After
+:meth:`DeformableDETR.fuse_for_inference` it runs as a TorchScript graph traced and frozen per
+input shape (:class:`~tubelet.models.frozen.FrozenByShape`, as CondInst's dense part).
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ from tubelet.models.condinst.fcos import group_norm
 from tubelet.models.deformable_detr.mask_head import QueryMaskHead
 from tubelet.models.deformable_detr.transformer import DeformableTransformer
 from tubelet.models.embed_head import EmbedHead
+from tubelet.models.frozen import FrozenByShape
 from tubelet.models.weights import is_random_init
 
 _LAYER_KEYS = ("pred_logits", "pred_boxes", "query_embeds", "mask_params")
@@ -137,6 +144,7 @@ class DeformableDETR(nn.Module):
                                            dynamic_channels, dynamic_layers, controller_layers)
         self.contrast_head = EmbedHead(d_model, embed_dim, embed_dim, embed_layers)
         self.num_classes, self.num_queries, self.d_model = num_classes, num_queries, d_model
+        self.frozen_infer: FrozenByShape | None = None  # set by fuse_for_inference (one-way)
 
     @classmethod
     def from_config(cls, cfg: DeformableDETRConfig, **overrides) -> "DeformableDETR":
@@ -147,13 +155,7 @@ class DeformableDETR(nn.Module):
 
     def forward(self, images: Tensor) -> dict:
         """images ``[B, 3, H, W]`` ImageNet-normalised -> the output dict of the module docstring."""
-        feats = self.backbone(images)
-        srcs = [self.input_proj[i](feats[k]) for i, k in enumerate(self.in_features)]
-        x = feats["c5"]
-        for proj in self.input_proj[len(self.in_features):]:
-            x = proj(x)
-            srcs.append(x)
-        memory, shapes, hs, boxes = self.transformer(srcs)  # hs, boxes: [N_dec, B, Q, D | 4]
+        feats, memory, shapes, hs, boxes = self._trunk(images)
         layers = []
         for d in range(hs.shape[0]):
             layer = {"pred_logits": self.class_embed[d](hs[d]), "pred_boxes": boxes[d],
@@ -166,11 +168,50 @@ class DeformableDETR(nn.Module):
         out["contrast_embeds"] = self.contrast_head(hs[-1])
         out["image_size"] = tuple(images.shape[-2:])
         if self.mask_head is not None:
-            b, d = memory.shape[0], memory.shape[2]
-            maps = [m.transpose(1, 2).reshape(b, d, h, w)  # [B, D, H_l, W_l]
-                    for m, (h, w) in zip(memory.split([h * w for h, w in shapes], 1), shapes)]
-            out["mask_feats"] = self.mask_head.mask_features(feats["c2"], maps)
+            out["mask_feats"] = self._mask_feats(feats, memory, shapes)
         return out
+
+    def _trunk(self, images: Tensor) -> tuple:
+        """Backbone, input projections and transformer: ``(feats, memory [B, S, D], shapes,
+        hs [N_dec, B, Q, D], boxes [N_dec, B, Q, 4])``."""
+        feats = self.backbone(images)
+        srcs = [self.input_proj[i](feats[k]) for i, k in enumerate(self.in_features)]
+        x = feats["c5"]
+        for proj in self.input_proj[len(self.in_features):]:
+            x = proj(x)
+            srcs.append(x)
+        memory, shapes, hs, boxes = self.transformer(srcs)
+        return feats, memory, shapes, hs, boxes
+
+    def _mask_feats(self, feats: dict, memory: Tensor, shapes) -> Tensor:
+        b, d = memory.shape[0], memory.shape[2]
+        maps = [m.transpose(1, 2).reshape(b, d, h, w)  # [B, D, H_l, W_l]
+                for m, (h, w) in zip(memory.split([h * w for h, w in shapes], 1), shapes)]
+        return self.mask_head.mask_features(feats["c2"], maps)
+
+    def _infer_tensors(self, images: Tensor) -> tuple[Tensor, ...]:
+        """The last layer only: ``(pred_logits, pred_boxes, contrast_embeds, mask_params,
+        mask_feats)`` (the last two only with masks)."""
+        feats, memory, shapes, hs, boxes = self._trunk(images)
+        last = hs[-1]  # [B, Q, D]
+        out = (self.class_embed[-1](last), boxes[-1], self.contrast_head(last))
+        if self.mask_head is None:
+            return out
+        return out + (self.mask_head.params(last), self._mask_feats(feats, memory, shapes))
+
+    @torch.no_grad()
+    def infer(self, images: Tensor) -> dict:
+        """Inference outputs of the last decoder layer (module docstring, ``infer``)."""
+        run = self.frozen_infer if self.frozen_infer is not None else self._infer_tensors
+        keys = ("pred_logits", "pred_boxes", "contrast_embeds", "mask_params", "mask_feats")
+        out = dict(zip(keys, run(images)))
+        out["image_size"] = tuple(images.shape[-2:])
+        return out
+
+    def fuse_for_inference(self) -> None:
+        """Run :meth:`infer` as a TorchScript graph frozen per input shape. One-way, like
+        BatchNorm folding (called by the method's ``fuse_for_inference``)."""
+        self.frozen_infer = FrozenByShape(_InferDETR(self))
 
     def mask_logits(self, outputs: dict, layer: dict, image_index: Tensor,
                     query_index: Tensor) -> Tensor:
@@ -186,3 +227,14 @@ class DeformableDETR(nn.Module):
         return self.mask_head(outputs["mask_feats"], layer["mask_params"][image_index, query_index],
                               image_index, layer["pred_boxes"][image_index, query_index],
                               outputs["image_size"])
+
+
+class _InferDETR(nn.Module):
+    """:meth:`DeformableDETR._infer_tensors` as a module, for :class:`FrozenByShape` to trace."""
+
+    def __init__(self, net: DeformableDETR):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        return self.net._infer_tensors(images)

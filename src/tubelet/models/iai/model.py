@@ -225,6 +225,20 @@ class IAICondInst(nn.Module):
             ``{"loss_cls", "loss_box", "loss_ctr", "loss_mask", "loss_id"}`` scalars, each
             normalised over the B*T frames (positives summed over them).
         """
+        heads, id_logits, assigned, id_t, flat_targets = self.teacher_forced(clips, targets)
+        losses = self.condinst.compute_losses(heads, assigned, flat_targets)
+        losses["loss_id"] = self.id_loss_weight * id_loss(
+            id_logits, id_t, self.condinst.focal_alpha, self.condinst.focal_gamma)
+        return losses
+
+    def teacher_forced(self, clips: Tensor, targets: list[list[dict]]) -> tuple:
+        """The teacher-forced pass of :meth:`forward`, before the losses.
+
+        Returns:
+            ``(heads, id_logits [B*T, L, N], assigned, id_targets [B*T, L, N], flat_targets)``:
+            CondInst's head outputs and FCOS assignment of the B*T frames (clip-major), the ID
+            logits and their targets (:func:`id_targets`), the frames' target dicts.
+        """
         b, t = clips.shape[:2]
         if len(targets) != b or any(len(clip) != t for clip in targets):
             raise ValueError(f"targets must be {b} lists of {t} frame dicts")
@@ -253,14 +267,11 @@ class IAICondInst(nn.Module):
         heads, id_logits = self._heads(images, feats)
         flat_targets = [tg for clip in targets for tg in clip]  # B*T, clip-major
         assigned = self.condinst.assign(heads, flat_targets)
-        losses = self.condinst.compute_losses(heads, assigned, flat_targets)
         dev = id_logits.device
         id_t = torch.stack([id_targets(assigned[i * t + f].gt_index, slots[i][f].to(dev),
                                        first[i][f].to(dev), self.num_ids)
                             for i in range(b) for f in range(t)])  # [B*T, L, N]
-        losses["loss_id"] = self.id_loss_weight * id_loss(
-            id_logits, id_t, self.condinst.focal_alpha, self.condinst.focal_gamma)
-        return losses
+        return heads, id_logits, assigned, id_t, flat_targets
 
     def _slot_order(self) -> list[int] | None:
         """One clip's slot permutation (drawn from torch's global RNG, so seeded and resumable)."""

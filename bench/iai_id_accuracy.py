@@ -1,0 +1,94 @@
+"""How well does the IAI ID head read identities from its memory? Teacher-forced ID accuracy.
+
+    python bench/iai_id_accuracy.py [--weights src/tubelet/weights/iai_condinst_synth.pt]
+        [--gt data/synth_bench/valid/instances.json] [--images data/synth_bench/valid/JPEGImages]
+        [--clips 24] [--seed 0] [key=value ...]
+
+Clips are drawn as in training (the weights' ``data.clip``: 5 frames in temporal order, gaps in
+[1, 3], the training augmentation), from a split the weights did not train on, and run through
+:meth:`IAICondInst.teacher_forced`: the memory is written with the ground-truth ID masks, exactly
+as in training, so any error comes from the ID head, not from the detector or the assigner. At
+every FCOS-positive location the predicted slot (argmax of the N sigmoid ID scores) is compared
+with its target: "new" (slot N-1) where the object appears for the first time in the clip, its
+slot (0, 1, 2, ... in order of first appearance) afterwards.
+
+Prints one JSON object: accuracy over all positive locations, for "new" targets, for slot
+targets (by slot, with the share of each predicted slot), and the confusion of slot targets with "new" (predicting "new" for a known
+object is what makes the assigner open a new track and use up the IDs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+from tubelet.data.ytvis import load_ytvis  # noqa: E402
+from tubelet.engine.loading import load_method  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", default="src/tubelet/weights/iai_condinst_synth.pt")
+    ap.add_argument("--gt", default="data/synth_bench/valid/instances.json")
+    ap.add_argument("--images", default="data/synth_bench/valid/JPEGImages")
+    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model, cfg = load_method(None, args.weights, args.overrides, fuse=False)
+    if cfg.method != "iai-condinst":
+        raise SystemExit(f"{args.weights}: an {cfg.method} model, not iai-condinst")
+    gt = load_ytvis(args.gt)
+    data = model.train_dataset(gt, args.images, cfg.data, args.seed)
+    n_ids = model.iai.num_ids
+    step = max(1, len(data) // args.clips)
+    total = correct = 0
+    per_target = defaultdict(lambda: [0, 0])  # target slot -> [count, correct]
+    confusion = defaultdict(lambda: defaultdict(int))  # target slot -> predicted slot -> count
+    slot_as_new = slot_count = 0
+    with torch.no_grad():
+        for idx in range(0, step * args.clips, step):
+            batch = model.collate([data[idx % len(data)]])
+            images = batch["images"]  # [1, T, 3, H, W] uint8
+            b, t = images.shape[:2]
+            clips = model.normalize(images.flatten(0, 1)).unflatten(0, (b, t))
+            _, id_logits, _, id_t, _ = model.iai.teacher_forced(clips, batch["targets"])
+            pos = id_t.sum(-1) > 0  # [B*T, L]
+            target = id_t.argmax(-1)[pos]  # [P]
+            pred = id_logits.argmax(-1)[pos]  # [P]
+            total += int(target.numel())
+            correct += int((pred == target).sum())
+            for tv, pv in zip(target.tolist(), pred.tolist()):
+                per_target[tv][0] += 1
+                per_target[tv][1] += int(tv == pv)
+                confusion[tv][pv] += 1
+                if tv != n_ids - 1:
+                    slot_count += 1
+                    slot_as_new += int(pv == n_ids - 1)
+    new = per_target.get(n_ids - 1, [0, 0])
+    slots = {str(k): {"locations": c, "accuracy": round(ok / c, 4),
+                      "predicted": {("new" if p == n_ids - 1 else str(p)): round(v / c, 3)
+                                    for p, v in sorted(confusion[k].items())}}
+             for k, (c, ok) in sorted(per_target.items()) if k != n_ids - 1}
+    print(json.dumps({
+        "weights": args.weights, "gt": args.gt, "clips": args.clips,
+        "frames_per_clip": int(cfg.data.clip.num_frames), "num_ids": n_ids,
+        "positive_locations": total,
+        "accuracy": round(correct / max(total, 1), 4),
+        "new_accuracy": round(new[1] / max(new[0], 1), 4), "new_locations": new[0],
+        "slot_accuracy": round(sum(v[1] for k, v in per_target.items() if k != n_ids - 1)
+                               / max(slot_count, 1), 4),
+        "slot_predicted_new": round(slot_as_new / max(slot_count, 1), 4),
+        "per_slot": slots}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
