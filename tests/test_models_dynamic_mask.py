@@ -64,7 +64,7 @@ def test_matches_per_instance_reference():
     slow = slow_dynamic(feats, 8, params, img, locs, soi, 8, 8, 3)
     assert fast.shape == (4, 1, 3, 5)
     assert torch.allclose(fast, slow, atol=1e-5)
-    # each instance's mask depends only on its own parameters (grouped conv keeps them apart)
+    # each instance's mask depends only on its own parameters (the batched products keep them apart)
     params2 = params.clone()
     params2[1] += 1.0
     fast2 = head(feats, 8, params2, img, locs, soi)
