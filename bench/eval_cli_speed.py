@@ -23,14 +23,15 @@ Checks, each failing the run (exit 1) when numbers differ:
   ``ytvostools``, ``youtube-vis``, ``ytvis-api``, ``pycocotools-ytvis`` do not exist, and no
   package of the PyPI index names YouTube-VIS / ytvos): it exists only as the source of that
   fork, built over ``pycocotools``, so this check normally reports ``"official": null``. If it is
-  importable, or with ``--official-src DIR``, it is run as a subprocess on the same files (with the numpy-2 shims it needs:
-  ``np.float``, an int ``num`` for ``np.linspace``), timed the same way, and its 12 numbers must
-  equal tubelet's to 1e-12. ``--official-src DIR``: a folder with the official ``ytvis.py`` and
-  ``ytviseval.py``. One source on PyPI: the mmdet 3.x wheel carries both, marked "Copied from
-  https://github.com/youtubevos/cocoapi" (``pip download --no-deps mmdet==3.3.0``, then
-  ``unzip mmdet-3.3.0-py3-none-any.whl 'mmdet/evaluation/functional/ytvis*'`` and pass
-  ``mmdet/evaluation/functional``). Nothing of it is part of tubelet; it is only run. The numbers of tubelet against a slow, obviously-correct evaluator
-  are checked by the tests (``tests/test_eval_reference.py``).
+  importable, or with ``--official-src DIR``, it is run as a subprocess on the same files (with
+  the numpy-2 shims it needs: ``np.float``, an int ``num`` for ``np.linspace``), timed the same
+  way, and its 12 numbers must equal tubelet's to 1e-12. ``--official-src DIR``: a folder with
+  the official ``ytvis.py`` and ``ytviseval.py``. One source on PyPI: the mmdet 3.x wheel carries
+  both, marked "Copied from https://github.com/youtubevos/cocoapi" (``pip download --no-deps
+  mmdet==3.3.0``, then ``unzip mmdet-3.3.0-py3-none-any.whl 'mmdet/evaluation/functional/ytvis*'``
+  and pass ``mmdet/evaluation/functional``). Nothing of it is part of tubelet; it is only run.
+  The numbers of tubelet against a slow, obviously-correct evaluator are checked by the tests
+  (``tests/test_eval_reference.py``).
 
 Also reports ``startup_s`` (``tubelet eval --help``: interpreter, imports, argument parsing)
 and ``heavy_imports``, the modules of a heavy package (torch, matplotlib, scipy, PyAV, PIL,
@@ -212,9 +213,10 @@ def main(argv: list[str] | None = None) -> int:
 
         report["official"] = None
         src = str(Path(args.official_src).resolve()) if args.official_src else None
-        if src and not official_available(src):
+        available = not args.no_official and official_available(src)  # one import probe
+        if src and not args.no_official and not available:
             raise SystemExit(f"--official-src {src}: ytvis.py / ytviseval.py do not import")
-        if not args.no_official and official_available(src):
+        if available:
             ocmd = [sys.executable, "-c", _OFFICIAL, str(gt_path), str(res_path)]
             ocmd += [src] if src else []
             w, c, o = time_command(ocmd, args.repeat)

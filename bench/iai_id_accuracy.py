@@ -13,8 +13,9 @@ with its target: "new" (slot N-1) where the object appears for the first time in
 slot (0, 1, 2, ... in order of first appearance) afterwards.
 
 Prints one JSON object: accuracy over all positive locations, for "new" targets, for slot
-targets (by slot, with the share of each predicted slot), and the confusion of slot targets with "new" (predicting "new" for a known
-object is what makes the assigner open a new track and use up the IDs).
+targets (by slot, with the share of each predicted slot), and the confusion of slot targets with
+"new" (predicting "new" for a known object is what makes the assigner open a new track and use
+up the IDs).
 """
 from __future__ import annotations
 
@@ -50,10 +51,8 @@ def main() -> None:
     data = model.train_dataset(gt, args.images, cfg.data, args.seed)
     n_ids = model.iai.num_ids
     step = max(1, len(data) // args.clips)
-    total = correct = 0
-    per_target = defaultdict(lambda: [0, 0])  # target slot -> [count, correct]
+    new_slot = n_ids - 1
     confusion = defaultdict(lambda: defaultdict(int))  # target slot -> predicted slot -> count
-    slot_as_new = slot_count = 0
     with torch.no_grad():
         for idx in range(0, step * args.clips, step):
             batch = model.collate([data[idx % len(data)]])
@@ -64,29 +63,32 @@ def main() -> None:
             pos = id_t.sum(-1) > 0  # [B*T, L]
             target = id_t.argmax(-1)[pos]  # [P]
             pred = id_logits.argmax(-1)[pos]  # [P]
-            total += int(target.numel())
-            correct += int((pred == target).sum())
             for tv, pv in zip(target.tolist(), pred.tolist()):
-                per_target[tv][0] += 1
-                per_target[tv][1] += int(tv == pv)
                 confusion[tv][pv] += 1
-                if tv != n_ids - 1:
-                    slot_count += 1
-                    slot_as_new += int(pv == n_ids - 1)
-    new = per_target.get(n_ids - 1, [0, 0])
-    slots = {str(k): {"locations": c, "accuracy": round(ok / c, 4),
-                      "predicted": {("new" if p == n_ids - 1 else str(p)): round(v / c, 3)
-                                    for p, v in sorted(confusion[k].items())}}
-             for k, (c, ok) in sorted(per_target.items()) if k != n_ids - 1}
+
+    def share(targets, hit) -> tuple[int, float]:
+        """(locations whose target is in ``targets``, share of them with ``hit(target, pred)``)."""
+        rows = [(tv, pv, c) for tv in targets for pv, c in confusion[tv].items()]
+        n = sum(c for _, _, c in rows)
+        return n, round(sum(c for tv, pv, c in rows if hit(tv, pv)) / max(n, 1), 4)
+
+    slot_targets = sorted(k for k in confusion if k != new_slot)
+    total, accuracy = share(list(confusion), lambda tv, pv: tv == pv)
+    new_locations, new_accuracy = share([new_slot], lambda tv, pv: tv == pv)
+    _, slot_accuracy = share(slot_targets, lambda tv, pv: tv == pv)
+    _, slot_predicted_new = share(slot_targets, lambda tv, pv: pv == new_slot)
+    slots = {}
+    for k in slot_targets:
+        c = sum(confusion[k].values())
+        slots[str(k)] = {"locations": c, "accuracy": round(confusion[k][k] / c, 4),
+                         "predicted": {("new" if p == new_slot else str(p)): round(v / c, 3)
+                                       for p, v in sorted(confusion[k].items()) if v}}
     print(json.dumps({
         "weights": args.weights, "gt": args.gt, "clips": args.clips,
         "frames_per_clip": int(cfg.data.clip.num_frames), "num_ids": n_ids,
-        "positive_locations": total,
-        "accuracy": round(correct / max(total, 1), 4),
-        "new_accuracy": round(new[1] / max(new[0], 1), 4), "new_locations": new[0],
-        "slot_accuracy": round(sum(v[1] for k, v in per_target.items() if k != n_ids - 1)
-                               / max(slot_count, 1), 4),
-        "slot_predicted_new": round(slot_as_new / max(slot_count, 1), 4),
+        "positive_locations": total, "accuracy": accuracy,
+        "new_accuracy": new_accuracy, "new_locations": new_locations,
+        "slot_accuracy": slot_accuracy, "slot_predicted_new": slot_predicted_new,
         "per_slot": slots}, indent=1))
 
 
