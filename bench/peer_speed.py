@@ -6,7 +6,8 @@
 Both run in one process on the same frames, alternating round by round (A B A B ...), so machine
 load hits both alike; the figure to read is each method's ``ratio`` = its median frames/s over the
 peer's median frames/s at the same input size (absolute frames/s on a shared 2-core machine swing
-2-3x with load). Needs the peer package (``pip install ultralytics``); without it the script
+2-3x with load); ``paired_ratio`` is the median over rounds of each round's ratio to the peer's
+run beside it, which cancels load that drifts between rounds. Needs the peer package (``pip install ultralytics``); without it the script
 prints ``{"skipped": ...}`` and exits 0.
 
 What is timed, per frame after 3 warm-up frames of each video:
@@ -144,7 +145,11 @@ def measure(args, methods: list[str], weights: dict[str, str], out: dict) -> Non
                "peer_instances_per_frame": per_frame["peer"], "methods": {}}
         for m in methods:
             med = statistics.median(fps[m])
-            row["methods"][m] = {"frames_per_s": med, "ratio": med / peer, "runs": fps[m],
+            # paired: each round's ratio to the peer's run beside it (load drifts between
+            # rounds hit both runs of a round alike), then the median over rounds
+            paired = statistics.median(a / b for a, b in zip(fps[m], fps["peer"]))
+            row["methods"][m] = {"frames_per_s": med, "ratio": med / peer,
+                                 "paired_ratio": paired, "runs": fps[m],
                                  "instances_per_frame": per_frame[m]}
         out["results"].append(row)
 

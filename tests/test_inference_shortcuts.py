@@ -234,3 +234,23 @@ def test_contrastive_infer_is_forward_last_layer_and_frozen_matches():
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(a.embeddings, b.embeddings, rtol=1e-3, atol=1e-4)
     assert (a.masks != b.masks).mean() < 1e-3  # threshold flips from rounding only
+
+
+def test_normalize_frame_layout_bit_equal():
+    # a decoded frame arrives as an H x W x 3 view; the row-wise normalisation must give exactly
+    # (x - mean) / std per channel, in the frame's (channels-last) layout
+    from tubelet.engine.config import load_experiment
+    from tubelet.methods import build_method
+    cfg = load_experiment("configs/condinst_track_tiny.yaml", [])
+    m = build_method(cfg.method, cfg.model)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (7, 11, 3), dtype=np.uint8)
+    img = torch.from_numpy(frame).permute(2, 0, 1)[None]  # [1, 3, 7, 11] view, NHWC memory
+    got = m.normalize(img)
+    mean = torch.tensor(cfg.model.pixel_mean).view(1, 3, 1, 1) * 255
+    std = torch.tensor(cfg.model.pixel_std).view(1, 3, 1, 1) * 255
+    want = (img.contiguous().float() - mean) / std
+    assert torch.equal(got, want)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    batch = img.repeat(2, 1, 1, 1)  # a training batch (contiguous) takes the plain path
+    assert torch.equal(m.normalize(batch), want.repeat(2, 1, 1, 1))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from tubelet.models.condinst.dynamic_mask import DynamicMaskHead, relative_coords
+from tubelet.models.condinst.dynamic_mask import DynamicMaskHead
 
 
 def test_paper_parameter_count():
@@ -14,11 +14,16 @@ def test_paper_parameter_count():
 
 
 def test_relative_coords_by_hand():
-    grid = torch.tensor([[4.0, 4.0], [12.0, 4.0], [4.0, 12.0], [12.0, 12.0]])
-    rel = relative_coords(torch.tensor([[12.0, 4.0]]), grid, torch.tensor([8.0]))
-    assert rel.shape == (1, 2, 4)
-    assert rel[0, 0].tolist() == [-1, 0, -1, 0]  # dx = (x - 12) / 8
-    assert rel[0, 1].tolist() == [0, 0, 1, 1]    # dy = (y - 4) / 8
+    # one linear layer that passes dx (weights [1, 0, 0]) or dy ([0, 1, 0]) through: the output is
+    # (pixel - location) / size_of_interest at pixel centres (j * 8 + 4, i * 8 + 4)
+    head = DynamicMaskHead(1, 1, 1)
+    feats = torch.zeros(1, 1, 2, 2)
+    params = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])  # 3 weights, 1 bias
+    locs = torch.tensor([[12.0, 4.0], [12.0, 4.0]])
+    out = head(feats, 8, params, torch.tensor([0, 0]), locs, torch.tensor([8.0, 8.0]))
+    assert out.shape == (2, 1, 2, 2)
+    assert out[0, 0].flatten().tolist() == [-1, 0, -1, 0]  # dx = (x - 12) / 8
+    assert out[1, 0].flatten().tolist() == [0, 0, 1, 1]    # dy = (y - 4) / 8
 
 
 def slow_dynamic(feats, stride, params, img, locs, soi, c_in, ch, layers):
@@ -69,6 +74,20 @@ def test_matches_per_instance_reference():
     params2[1] += 1.0
     fast2 = head(feats, 8, params2, img, locs, soi)
     assert torch.equal(fast2[[0, 2, 3]], fast[[0, 2, 3]]) and not torch.equal(fast2[1], fast[1])
+
+
+def test_one_image_path_matches_per_instance_reference():
+    # B = 1 takes the single-GEMM path for layer 0; the reference is the same per-pixel loop
+    g = torch.Generator().manual_seed(1)
+    head = DynamicMaskHead(4, 16, 2)
+    feats = torch.randn(1, 4, 4, 6, generator=g)
+    params = torch.randn(3, head.num_params, generator=g) * 0.5
+    img = torch.zeros(3, dtype=torch.long)
+    locs = torch.tensor([[2.0, 2.0], [30.0, 10.0], [13.0, 7.0]])
+    soi = torch.tensor([16.0, 32.0, 8.0])
+    fast = head(feats, 4, params, img, locs, soi)
+    slow = slow_dynamic(feats, 4, params, img, locs, soi, 4, 16, 2)
+    assert torch.allclose(fast, slow, atol=1e-5)
 
 
 def test_no_instances():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -38,12 +39,15 @@ def paste_thresholded(maps: Tensor, stride: int, h: int, w: int, threshold: floa
         raise ValueError(f"stride must be a power of two, got {stride}")
     hm, wm = maps.shape[-2:]
     near = (post(maps) if post is not None else maps) > threshold - 1e-6
-    rows, cols = near.any(dim=2), near.any(dim=1)  # [N, H_m], [N, W_m]
-    for i in torch.nonzero(rows.any(dim=1)).flatten().tolist():
-        r = torch.nonzero(rows[i]).flatten()
-        c = torch.nonzero(cols[i]).flatten()
-        r0, r1 = max(int(r[0]) - 2, 0), min(int(r[-1]) + 3, hm)
-        c0, c1 = max(int(c[0]) - 2, 0), min(int(c[-1]) + 3, wm)
+    rows = near.any(dim=2).cpu().numpy()  # [N, H_m]
+    cols = near.any(dim=1).cpu().numpy()  # [N, W_m]
+    # each mask's first / last near row and column, found for all N at once (argmax of a bool
+    # row is its first True)
+    r_lo, r_hi = rows.argmax(1), hm - 1 - rows[:, ::-1].argmax(1)
+    c_lo, c_hi = cols.argmax(1), wm - 1 - cols[:, ::-1].argmax(1)
+    for i in np.flatnonzero(rows.any(1)).tolist():
+        r0, r1 = max(int(r_lo[i]) - 2, 0), min(int(r_hi[i]) + 3, hm)
+        c0, c1 = max(int(c_lo[i]) - 2, 0), min(int(c_hi[i]) + 3, wm)
         x = F.interpolate(maps[i, r0:r1, c0:c1][None, None], scale_factor=stride,
                           mode="bilinear", align_corners=False)[0, 0]
         if post is not None:

@@ -29,23 +29,6 @@ def dynamic_params_sizes(in_channels: int = 8, channels: int = 8, num_layers: in
     return [i * o for i, o in zip(ins, outs)], list(outs)
 
 
-def relative_coords(instance_locations: Tensor, mask_locations: Tensor,
-                    sizes_of_interest: Tensor) -> Tensor:
-    """Coordinates of mask pixels relative to each instance.
-
-    Args:
-        instance_locations: ``[N, 2]`` (x, y) image coordinates of the instances' locations.
-        mask_locations: ``[H_m * W_m, 2]`` (x, y) image coordinates of the mask pixels.
-        sizes_of_interest: ``[N]`` normaliser per instance.
-
-    Returns:
-        ``[N, 2, H_m * W_m]`` with channel 0 = dx, 1 = dy.
-    """
-    rel = mask_locations[None, :, :] - instance_locations[:, None, :]  # [N, HW, 2]
-    rel = rel / sizes_of_interest.to(rel.dtype)[:, None, None]
-    return rel.permute(0, 2, 1)
-
-
 class DynamicMaskHead(nn.Module):
     """Runs N per-instance dynamic networks as batched matrix products (a 1x1 conv of one
     instance's network is ``W [out, in] @ x [in, HW] + b``; ``torch.baddbmm`` does all N at once,
@@ -95,22 +78,32 @@ class DynamicMaskHead(nn.Module):
         Returns:
             ``[N, 1, H_m, W_m]`` logits at ``mask_stride``.
         """
-        _, c, h, w = mask_feats.shape
+        b, c, h, w = mask_feats.shape
         n = params.shape[0]
         if n == 0:
             return mask_feats.new_zeros(0, 1, h, w)
-        x = mask_feats[image_index].reshape(n, c, h * w)  # [N, C_mask, HW]
+        weights, biases = self.split_params(params)  # weights[0] [N, out, (2 +) C_mask]
+        feats = mask_feats.reshape(b, c, h * w)  # [B, C_mask, HW]
+        w0, b0 = weights[0], biases[0]
         if self.rel_coords:
+            # layer 0 on [(grid - loc) / soi ; F] equals [W_xy / soi, W_F] @ [grid ; F] with the
+            # bias b - (W_xy / soi) @ loc: the input is then shared by every instance of an image
+            # (no per-instance coordinate maps; one GEMM for all N when they share one image)
             s = mask_stride
-            xs = torch.arange(w, device=x.device, dtype=x.dtype) * s + s // 2
-            ys = torch.arange(h, device=x.device, dtype=x.dtype) * s + s // 2
+            xs = torch.arange(w, device=feats.device, dtype=feats.dtype) * s + s // 2
+            ys = torch.arange(h, device=feats.device, dtype=feats.dtype) * s + s // 2
             yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-            grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)  # [HW, 2]
-            rel = relative_coords(instance_locations.to(x.dtype), grid, sizes_of_interest)
-            x = torch.cat([rel, x], dim=1)  # [N, 2 + C_mask, HW]
-        weights, biases = self.split_params(params)
-        for k, (wk, bk) in enumerate(zip(weights, biases)):  # wk [N, out, in], bk [N, out]
-            x = torch.baddbmm(bk[:, :, None], wk, x)  # [N, out, HW]
-            if k < self.num_layers - 1:
-                x = F.relu(x)
+            grid = torch.stack([xx.reshape(-1), yy.reshape(-1)])  # [2, HW] (x, y)
+            feats = torch.cat([grid[None].expand(b, 2, h * w), feats], 1)  # [B, 2 + C_mask, HW]
+            w_xy = w0[:, :, :2] / sizes_of_interest.to(w0.dtype)[:, None, None]  # [N, out, 2]
+            b0 = b0 - (w_xy @ instance_locations.to(w0.dtype)[:, :, None])[:, :, 0]
+            w0 = torch.cat([w_xy, w0[:, :, 2:]], 2)
+        out0 = w0.shape[1]
+        if b == 1:  # every instance reads the same input: [N*out, in] @ [in, HW]
+            x = torch.addmm(b0.reshape(-1, 1), w0.reshape(n * out0, -1), feats[0])
+            x = x.view(n, out0, h * w)
+        else:
+            x = torch.baddbmm(b0[:, :, None], w0, feats[image_index])  # [N, out, HW]
+        for wk, bk in zip(weights[1:], biases[1:]):  # ReLU between layers, none after the last
+            x = torch.baddbmm(bk[:, :, None], wk, F.relu(x))  # [N, out, HW]
         return x.reshape(n, 1, h, w)
