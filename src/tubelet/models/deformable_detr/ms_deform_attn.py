@@ -47,11 +47,11 @@ def ms_deform_attn_core(value: Tensor, spatial_shapes: Shapes, sampling_location
     if s != sum(h * w for h, w in spatial_shapes) or n_levels != len(spatial_shapes):
         raise ValueError(f"value has {s} positions, spatial shapes {list(spatial_shapes)}")
     values = value.split([h * w for h, w in spatial_shapes], dim=1)
-    # points before queries, so that grid_sample's output [B*M, D_h, K, Lq] is reduced over K by
-    # an elementwise multiply-add along contiguous rows: no transposed copy of the samples (the
-    # query-major layout with a batched matmul took ~1.5x the time at 192x320, width 64)
-    # contiguous copies: with B = 1 the permuted reshapes are strided views, and strided grids /
-    # weights send grid_sample and the product down paths several times slower (measured)
+    # Points before queries, so grid_sample's output [B*M, D_h, K, Lq] is reduced over K by an
+    # elementwise multiply-add along contiguous rows: no transposed copy of the samples (the
+    # query-major layout with a batched matmul took ~1.5x the time at 192x320, width 64). The
+    # copies are made contiguous: with B = 1 the permuted reshapes are strided views, and strided
+    # grids / weights send grid_sample and the product down paths several times slower (measured).
     grids = (2 * sampling_locations - 1).permute(3, 0, 2, 4, 1, 5).reshape(
         n_levels, b * m, k, lq, 2).contiguous()  # [L, B*M, K, Lq, 2], grid_sample's [-1, 1]
     weights = attention_weights.permute(3, 0, 2, 4, 1).reshape(
