@@ -7,8 +7,8 @@ Both run in one process on the same frames, alternating round by round (A B A B 
 load hits both alike; the figure to read is each method's ``ratio`` = its median frames/s over the
 peer's median frames/s at the same input size (absolute frames/s on a shared 2-core machine swing
 2-3x with load); ``paired_ratio`` is the median over rounds of each round's ratio to the peer's
-run beside it, which cancels load that drifts between rounds. Needs the peer package (``pip install ultralytics``); without it the script
-prints ``{"skipped": ...}`` and exits 0.
+run beside it, which cancels load that drifts between rounds. Needs the peer package
+(``pip install ultralytics``); without it the script prints ``{"skipped": ...}`` and exits 0.
 
 What is timed, per frame after 3 warm-up frames of each video:
   * tubelet: the whole streaming path of ``tubelet predict`` (resize, network, mask paste, RLE
