@@ -254,3 +254,7 @@ def test_normalize_frame_layout_bit_equal():
     assert got.is_contiguous(memory_format=torch.channels_last)
     batch = img.repeat(2, 1, 1, 1)  # a training batch (contiguous) takes the plain path
     assert torch.equal(m.normalize(batch), want.repeat(2, 1, 1, 1))
+    # propose-reduce (not a track-by-detect method) normalises through the same function
+    pr_cfg = load_experiment("configs/propose_reduce_tiny.yaml", [])
+    pr = build_method(pr_cfg.method, pr_cfg.model)
+    assert torch.equal(pr.normalize(img), want)

@@ -56,6 +56,27 @@ def resize_for_test(h: int, w: int, short: int, max_size: int) -> tuple[int, int
     return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
+def normalize_images(images: torch.Tensor, mean: torch.Tensor,
+                     std: torch.Tensor) -> torch.Tensor:
+    """``(images - mean) / std`` as float, in the input's memory layout.
+
+    Args:
+        images: ``[B, 3, H, W]`` (uint8 or float). mean, std: ``[1, 3, 1, 1]``.
+
+    A decoded frame (B = 1) is H x W x 3 in memory: broadcasting a 3-vector along that innermost
+    3 is ~10x slower on a CPU than rows of W*3 values with the per-channel constants repeated W
+    times, which give the same (x - mean) / std for every value.
+    """
+    x = images.float()
+    if x.shape[0] == 1 and x.shape[1] == 3 and not x.is_contiguous() \
+            and x.is_contiguous(memory_format=torch.channels_last):
+        h, w = x.shape[-2:]
+        rows = x.permute(0, 2, 3, 1).reshape(h, w * 3)  # a view: [H, W*3]
+        return ((rows - mean.view(3).repeat(w)) / std.view(3).repeat(w)).view(1, h, w, 3) \
+            .permute(0, 3, 1, 2)
+    return (x - mean) / std
+
+
 class TrackByDetect(VISMethod):
     """Online track-by-detect base. Subclasses call ``super().__init__(cfg)`` first."""
 
@@ -94,17 +115,7 @@ class TrackByDetect(VISMethod):
     # ----------------------------------------------------------------------- what the base owns
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``[B, 3, H, W]`` -> normalised float, in the input's memory layout."""
-        x = images.float()
-        if x.shape[0] == 1 and x.shape[1] == 3 and not x.is_contiguous() \
-                and x.is_contiguous(memory_format=torch.channels_last):
-            # a decoded frame is H x W x 3 in memory: broadcasting a [3] vector along that
-            # innermost 3 is ~10x slower on a CPU than rows of W*3 values with the per-channel
-            # constants repeated W times (the same (x - mean) / std for every value)
-            h, w = x.shape[-2:]
-            rows = x.permute(0, 2, 3, 1).reshape(h, w * 3)  # a view: [H, W*3]
-            mean, std = self.pixel_mean.view(3).repeat(w), self.pixel_std.view(3).repeat(w)
-            return ((rows - mean) / std).view(1, h, w, 3).permute(0, 3, 1, 2)
-        return (x - self.pixel_mean) / self.pixel_std
+        return normalize_images(images, self.pixel_mean, self.pixel_std)
 
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:
         """RGB uint8 ``[H, W, 3]`` -> resized, normalised ``[1, 3, h, w]`` on the model's device."""

@@ -37,7 +37,7 @@ from tubelet.methods.propose_reduce.config import (REDUCTIONS, ProposeReduceConf
 from tubelet.methods.propose_reduce.inference import (SequenceProposals, frame_outputs,
                                                       reduce_to_instances)
 from tubelet.methods.registry import register_method
-from tubelet.methods.track_by_detect import resize_for_test
+from tubelet.methods.track_by_detect import normalize_images, resize_for_test
 from tubelet.models.seq_mask_rcnn import (FrameFeatures, FrameMaskRCNN, PropagationMemory,
                                           SeqPropHead, mask_boxes, soft_aggregate, soft_iou_loss)
 from tubelet.ops.key_frames import key_frames
@@ -68,8 +68,8 @@ class ProposeReduce(VISMethod):
         self.set_categories([(i + 1, f"class{i + 1}") for i in range(cfg.model.num_classes)])
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B, 3, H, W]`` -> ImageNet-normalised float."""
-        return (images.float() - self.pixel_mean) / self.pixel_std
+        """uint8 ``[B, 3, H, W]`` -> ImageNet-normalised float (:func:`normalize_images`)."""
+        return normalize_images(images, self.pixel_mean, self.pixel_std)
 
     # ------------------------------------------------------------------------------ training
     def train_dataset(self, gt, image_root: str, data_cfg, seed: int):

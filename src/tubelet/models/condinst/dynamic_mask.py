@@ -33,7 +33,9 @@ class DynamicMaskHead(nn.Module):
     """Runs N per-instance dynamic networks as batched matrix products (a 1x1 conv of one
     instance's network is ``W [out, in] @ x [in, HW] + b``; ``torch.baddbmm`` does all N at once,
     2-3.5x faster on a CPU than the equivalent grouped ``conv2d``, the same sums up to float
-    rounding).
+    rounding). The first layer reads an input shared by the instances of an image (the relative
+    coordinates are folded into its weights and bias, see :meth:`forward`): one GEMM for all N
+    when they come from one image.
 
     Args:
         in_channels: C_mask, channels of the mask branch output (8).
