@@ -10,10 +10,12 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tubelet.models.condinst.fcos import FCOSHead
 from tubelet.models.condinst.model import CondInst
+from tubelet.methods.track_by_detect import resize_for_test
 from tubelet.structures import FrameInstances
 from tubelet.trackers import build_tracker
 
@@ -258,3 +260,13 @@ def test_normalize_frame_layout_bit_equal():
     pr_cfg = load_experiment("configs/propose_reduce_tiny.yaml", [])
     pr = build_method(pr_cfg.method, pr_cfg.model)
     assert torch.equal(pr.normalize(img), want)
+    # ... and preprocesses frames through the same function: equal to a plain resize + normalise
+    for size in [(7, 11), (128, 200)]:  # kept as is / resized to the test size
+        frame = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        plain = torch.from_numpy(frame).permute(2, 0, 1)[None].contiguous().float()
+        for method, c in [(m, cfg.model), (pr, pr_cfg.model)]:
+            h, w = resize_for_test(*size, c.test_short_side, c.test_max_size)
+            ref = plain if (h, w) == size else F.interpolate(plain, size=(h, w), mode="bilinear",
+                                                             align_corners=False)
+            ref = (ref - mean) / std
+            assert torch.allclose(method.preprocess(frame), ref, atol=1e-5, rtol=0)

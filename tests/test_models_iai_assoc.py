@@ -234,3 +234,25 @@ def test_classification_projector_wiring():
     off = ClassificationProjector(40, 12, enabled=False)
     assert off(c5, x, y).shape == (2, 40, 3, 4)
     assert torch.allclose(off(c5, x, y), off(torch.zeros_like(c5), x * 0, y))  # block output only
+
+
+def test_projector_top_level_of_the_stride16_variant():
+    torch.manual_seed(0)
+    proj = ClassificationProjector(c5_channels=24, dim=12, top_channels=40)  # C4 24, C5 40
+    c4, c5 = torch.randn(2, 24, 5, 7), torch.randn(2, 40, 3, 4)  # odd sizes: ceil(5/2), ceil(7/2)
+    y = torch.randn(2, 12, 5, 7)
+    top = proj.top(c5, y)
+    assert top.shape == (2, 40, 3, 4)  # C5's channel count: the FPN is unchanged
+    # the pooled block output by hand: each C5 cell takes the max of its 2x2 C4 cells
+    for i in range(3):
+        for j in range(4):
+            cells = y[:, :, 2 * i: 2 * i + 2, 2 * j: 2 * j + 2].flatten(2)
+            assert torch.equal(top[:, :12, i, j], cells.max(dim=2).values)
+    assert torch.allclose(top[:, 12:], proj.top_rest(c5))
+    assert proj(c4, proj.block_input(c4), y).shape == (2, 24, 5, 7)  # C4's own concatenation
+    with pytest.raises(ValueError):
+        proj.top(torch.randn(2, 40, 2, 4), y)  # C5 of the wrong size
+    with pytest.raises(ValueError):
+        ClassificationProjector(24, 12).top(c5, y)  # built without a top level
+    with pytest.raises(ValueError):
+        ClassificationProjector(24, 12, top_channels=12)  # nothing left for C5's own features

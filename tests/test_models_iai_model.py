@@ -278,3 +278,32 @@ def test_default_config_is_the_paper_architecture():
     cfg, paper = IAICondInstConfig(), IAICondInstConfig.paper(pretrained=None)
     assert cfg == paper  # the defaults are the paper's, with a random-init backbone
     assert IAICondInstConfig.paper().condinst.pretrained == "imagenet"
+
+
+def test_stride16_variant_shapes_and_memory_resolution():
+    """assoc_level c4: the block, ID bank and memory run at stride 16; every FPN level still gets
+    the block's output (C4 by concatenation, C5 by the pooled copy), so P5's ID logits depend on
+    the memory too."""
+    torch.manual_seed(0)
+    cfg = IAICondInstConfig.cpu(num_classes=3)
+    cfg.condinst = CondInstConfig(num_classes=3, fpn_channels=32, num_convs=1,
+                                  mask_branch_channels=16, mask_branch_convs=1,
+                                  size_boundaries=(32, 64, 128, 256), max_proposals=16)
+    cfg.assoc_level, cfg.assoc_dim, cfg.ffn_dim = "c4", 48, 96  # 2 x 48 = MobileNetV2's C4
+    model = IAICondInst.from_config(cfg).eval()
+    assert model.id_bank.stride == 16 and model.id_bank.embed.kernel_size == (17, 17)
+    assert model.projector.rest is None and model.projector.top_rest.out_channels == 320 - 48
+    images = torch.randn(1, 3, 64, 96)
+    memory = model.new_memory()
+    with torch.no_grad():
+        out = model.forward_frame(images, memory)
+        assert out.block.out.shape == (1, 48, 4, 6) and out.block.keys.shape == (1, 24, 48)
+        labels = torch.full((1, 64, 96), 20)
+        labels[0, 8:40, 8:40] = 0
+        model._write(memory, 0, out.block, labels)
+        out2 = model.forward_frame(images, memory)
+    ids1, ids2 = out.id_logits[0], out2.id_logits[0]
+    p5 = out.heads.levels == 2  # P5 locations: fed by C5 alone in the FPN
+    assert p5.any() and not torch.allclose(ids1[p5], ids2[p5])
+    with pytest.raises(ValueError):
+        _tiny(assoc_level="c3")

@@ -77,6 +77,31 @@ def normalize_images(images: torch.Tensor, mean: torch.Tensor,
     return (x - mean) / std
 
 
+def preprocess_frame(frame: np.ndarray, short_side: int, max_size: int, mean: torch.Tensor,
+                     std: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """One decoded frame -> the network input: every method's test-time preprocessing.
+
+    Args:
+        frame: RGB uint8 ``[H, W, 3]``.
+        short_side, max_size: :func:`resize_for_test`'s.
+        mean, std: ``[1, 3, 1, 1]`` on the model's device (0..255 scale).
+        channels_last: return NHWC memory (for models fused with channels-last weights).
+
+    Returns:
+        ``[1, 3, h, w]`` float, bilinearly resized (when the size changes) and normalised.
+    """
+    h, w = frame.shape[:2]
+    nh, nw = resize_for_test(h, w, short_side, max_size)
+    img = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.uint8))
+    img = img.to(mean.device).permute(2, 0, 1)[None]  # [1, 3, H, W], NHWC in memory
+    if (nh, nw) != (h, w):
+        img = F.interpolate(img.float(), size=(nh, nw), mode="bilinear", align_corners=False)
+    img = normalize_images(img, mean, std)
+    if channels_last:
+        img = img.contiguous(memory_format=torch.channels_last)
+    return img
+
+
 class TrackByDetect(VISMethod):
     """Online track-by-detect base. Subclasses call ``super().__init__(cfg)`` first."""
 
@@ -119,16 +144,8 @@ class TrackByDetect(VISMethod):
 
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:
         """RGB uint8 ``[H, W, 3]`` -> resized, normalised ``[1, 3, h, w]`` on the model's device."""
-        h, w = frame.shape[:2]
-        nh, nw = resize_for_test(h, w, self.cfg.test_short_side, self.cfg.test_max_size)
-        img = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.uint8))
-        img = img.to(self.pixel_mean.device).permute(2, 0, 1)[None]  # [1, 3, H, W]
-        if (nh, nw) != (h, w):
-            img = F.interpolate(img.float(), size=(nh, nw), mode="bilinear", align_corners=False)
-        img = self.normalize(img)
-        if self.channels_last:
-            img = img.contiguous(memory_format=torch.channels_last)
-        return img
+        return preprocess_frame(frame, self.cfg.test_short_side, self.cfg.test_max_size,
+                                self.pixel_mean, self.pixel_std, self.channels_last)
 
     def make_tracker(self) -> Tracker:
         name = self.cfg.tracker

@@ -37,7 +37,7 @@ from tubelet.methods.propose_reduce.config import (REDUCTIONS, ProposeReduceConf
 from tubelet.methods.propose_reduce.inference import (SequenceProposals, frame_outputs,
                                                       reduce_to_instances)
 from tubelet.methods.registry import register_method
-from tubelet.methods.track_by_detect import normalize_images, resize_for_test
+from tubelet.methods.track_by_detect import normalize_images, preprocess_frame
 from tubelet.models.seq_mask_rcnn import (FrameFeatures, FrameMaskRCNN, PropagationMemory,
                                           SeqPropHead, mask_boxes, soft_aggregate, soft_iou_loss)
 from tubelet.ops.key_frames import key_frames
@@ -134,17 +134,10 @@ class ProposeReduce(VISMethod):
 
     # ------------------------------------------------------------------------------ inference
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:
-        """RGB uint8 ``[H, W, 3]`` -> resized, normalised ``[1, 3, h, w]``."""
-        h, w = frame.shape[:2]
-        nh, nw = resize_for_test(h, w, self.cfg.test_short_side, self.cfg.test_max_size)
-        img = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.uint8))
-        img = img.to(self.pixel_mean.device).permute(2, 0, 1)[None].float()  # [1, 3, H, W]
-        if (nh, nw) != (h, w):
-            img = F.interpolate(img, size=(nh, nw), mode="bilinear", align_corners=False)
-        img = self.normalize(img)
-        if self.channels_last:
-            img = img.contiguous(memory_format=torch.channels_last)
-        return img
+        """RGB uint8 ``[H, W, 3]`` -> resized, normalised ``[1, 3, h, w]``
+        (:func:`preprocess_frame`, as the online methods)."""
+        return preprocess_frame(frame, self.cfg.test_short_side, self.cfg.test_max_size,
+                                self.pixel_mean, self.pixel_std, self.channels_last)
 
     def _features(self, video: VideoSource, t: int) -> FrameFeatures:
         """Frame ``t`` decoded on demand (``video[t]``) -> its features; nothing is kept."""

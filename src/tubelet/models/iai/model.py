@@ -8,6 +8,12 @@ Per frame (REFERENCE_NOTES §3)::
     C3, C4, C5' -> FPN P3..P7 -> CondInst heads (class, box, centerness, controller, mask branch)
                               -> ID head (N slots) on P3..P7
 
+Stride-16 variant (``assoc_level="c4"``, not in the paper): on 192-pixel CPU frames C5 is a 6 x 10
+grid, and the ID bank's 33-pixel patches dilute a 20-pixel object's identity into the background
+around it. With ``c4`` the block, the ID bank (kernel 17, stride 16) and the memory work on C4;
+the projector's concatenation replaces C4, and C5 becomes ``concat[maxpool(y), 1x1 conv C5]`` so
+that every FPN level sees the associated features (:class:`ClassificationProjector`).
+
 Memory writes: once a frame's IDs are known (ground truth in training, the tracker's assignment at
 inference), its ID mask goes through the ID bank (E) and the block stores keys and
 ``Linear_v(LN(x) + E)`` (:mod:`tubelet.models.iai.memory` decides global vs local).
@@ -59,6 +65,9 @@ class IAICondInstConfig:
     use_global: bool = True           # Table 5: long-term memory attention
     use_local: bool = True            # Table 5: short-term memory attention
     use_projector: bool = True        # Table 5: classification projector (else block output only)
+    # the level the block, ID bank and memory work on: "c5" (stride 32, the paper) or "c4"
+    # (stride 16, a CPU deviation for small frames: see the module docstring)
+    assoc_level: str = "c5"
     memory_every: int = 3             # a global entry every 3 frames (or on a new instance)
     memory_cap: int | None = 16       # global entries kept (None = unbounded, the original)
     id_prior_prob: float = 0.01       # ID logits' initial probability
@@ -129,7 +138,8 @@ class IAICondInst(nn.Module):
                  self_heads: int = 4, global_heads: int = 2, local_heads: int = 2,
                  local_window: int = 15, ffn_dim: int = 1024, dw_kernel: int = 5,
                  drop_path: float = 0.1, use_association: bool = True, use_global: bool = True,
-                 use_local: bool = True, use_projector: bool = True, memory_every: int = 3,
+                 use_local: bool = True, use_projector: bool = True, assoc_level: str = "c5",
+                 memory_every: int = 3,
                  memory_cap: int | None = 16, id_prior_prob: float = 0.01,
                  id_loss_weight: float = 1.0, slot_order: str = "appearance",
                  cls_thr: float = 0.1, id_thr: float = 0.1,
@@ -142,13 +152,19 @@ class IAICondInst(nn.Module):
         self.num_ids = num_ids
         self.id_head = IDHead(condinst.fpn.channels, num_ids, id_prior_prob)
         self.projector = self.block = self.id_bank = None
+        channels, strides = condinst.backbone.out_channels, condinst.backbone.strides
+        if assoc_level not in ("c4", "c5") or assoc_level not in channels:
+            raise ValueError(f"assoc_level must be 'c4' or 'c5' (a level of the backbone), "
+                             f"got {assoc_level!r}")
+        self.assoc_level = assoc_level
         if use_association:
-            self.projector = ClassificationProjector(condinst.backbone.out_channels["c5"],
-                                                     assoc_dim, use_projector)
+            self.projector = ClassificationProjector(
+                channels[assoc_level], assoc_dim, use_projector,
+                top_channels=channels["c5"] if assoc_level != "c5" else None)
             self.block = AssociationBlock(assoc_dim, self_heads, global_heads, local_heads,
                                           local_window, ffn_dim, dw_kernel, drop_path,
                                           use_global, use_local)
-            self.id_bank = IDBank(num_ids, assoc_dim, condinst.backbone.strides["c5"])
+            self.id_bank = IDBank(num_ids, assoc_dim, strides[assoc_level])
         self.memory_every, self.memory_cap = memory_every, memory_cap
         self.id_loss_weight = id_loss_weight
         if slot_order not in ("random", "appearance"):
@@ -182,13 +198,22 @@ class IAICondInst(nn.Module):
         feats = self.condinst.backbone(images)
         block = None
         if self.block is not None:
-            c5 = feats["c5"]
-            x = self.projector.block_input(c5)  # [B, D, H/32, W/32]
+            x = self.projector.block_input(feats[self.assoc_level])  # [B, D, H/s, W/s]
             block = self.block(x, memory.global_kv() if memory is not None else None,
                                memory.local_kv() if memory is not None else None)
-            feats = {**feats, "c5": self.projector(c5, x, block.out)}  # C5's channel count
+            feats = self._rewire(feats, x, block.out)
         heads, id_logits = self._heads(images, feats, lazy_controller)
         return FrameOutputs(heads, id_logits, block)
+
+    def _rewire(self, feats: dict[str, Tensor], x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """The FPN's inputs with the projector's concatenation at the association level (and, in
+        the stride-16 variant, the pooled block output in C5); channel counts unchanged.
+        x, y: ``[B, D, h, w]`` the block's input and output."""
+        level = self.assoc_level
+        out = {**feats, level: self.projector(feats[level], x, y)}
+        if level != "c5":
+            out["c5"] = self.projector.top(feats["c5"], y)
+        return out
 
     def _heads(self, images: Tensor, feats: dict[str, Tensor],
                lazy_controller: bool = False) -> tuple[HeadOutputs, Tensor]:
@@ -250,8 +275,7 @@ class IAICondInst(nn.Module):
         images = clips.flatten(0, 1)  # [B*T, 3, H, W], clip-major
         feats = self.condinst.backbone(images)
         if self.block is not None:
-            c5 = feats["c5"]
-            x = self.projector.block_input(c5)  # [B*T, D, h, w]
+            x = self.projector.block_input(feats[self.assoc_level])  # [B*T, D, h, w]
             xs = x.unflatten(0, (b, t))  # [B, T, D, h, w]
             memory, outs = self.new_memory(), []
             for f in range(t):
@@ -263,7 +287,7 @@ class IAICondInst(nn.Module):
                                      self.num_ids) for i in range(b)])  # [B, H, W]
                     self._write(memory, f, block, labels)
             y = torch.stack(outs, dim=1).flatten(0, 1)  # [B*T, D, h, w]
-            feats = {**feats, "c5": self.projector(c5, x, y)}
+            feats = self._rewire(feats, x, y)
         heads, id_logits = self._heads(images, feats)
         flat_targets = [tg for clip in targets for tg in clip]  # B*T, clip-major
         assigned = self.condinst.assign(heads, flat_targets)
