@@ -214,10 +214,10 @@ def test_tracker_needing_embeddings_is_refused():
         _tiny_method("model.tracker=memory")
 
 
-@pytest.mark.parametrize("name, backbone, dim", [("bench", "mobilenet_v2", 128),
-                                                 ("davis", "mobilenet_v2", 128),
-                                                 ("paper", "resnet50", 256)])
-def test_configs_build_and_forward(name, backbone, dim):
+@pytest.mark.parametrize("name, backbone, dim, level", [("bench", "mobilenet_v2", 48, "c4"),
+                                                        ("davis", "mobilenet_v2", 128, "c5"),
+                                                        ("paper", "resnet50", 256, "c5")])
+def test_configs_build_and_forward(name, backbone, dim, level):
     cfg = load_experiment(f"configs/iai_condinst_{name}.yaml",
                           ["model.model.condinst.pretrained=null"])
     assert cfg.method == "iai-condinst" and cfg.data.clip.num_frames == 5
@@ -227,6 +227,7 @@ def test_configs_build_and_forward(name, backbone, dim):
     torch.manual_seed(0)
     method = build_method(cfg.method, cfg.model)
     assert cfg.model.model.condinst.backbone == backbone and cfg.model.model.assoc_dim == dim
+    assert cfg.model.model.assoc_level == level and method.iai.assoc_level == level
     assert method.iai.block is not None and method.cfg.tracker == "iai"
     losses = method(_one_object_batch(64, 96, (20, 10, 70, 50), label=0, ident=3))
     assert all(torch.isfinite(v) for v in losses.values())
