@@ -71,7 +71,13 @@ def _golden_check(method: str, losses: list[float]) -> None:
     want = table[method]
     assert len(want) == len(losses)
     for i, (a, b) in enumerate(zip(losses, want)):
-        assert abs(a - b) <= 1e-4 * max(1.0, abs(b)), f"{method} step {i}: {a} != golden {b}"
+        # Steps 0-1 (the initial weights' losses and one update): 1e-4. Later steps: 5e-3. The CPU
+        # kernels oneDNN picks depend on the machine (AVX2 vs AVX-512 / AMX), their float rounding
+        # differs, and two updates amplify it: on a Sapphire Rapids machine (session 10) the goldens
+        # recorded earlier were off by 1e-3 (yolov4-seg, step 2) and 2e-3 (propose-reduce, step 3),
+        # steps 0-1 still within 1e-4. A changed loss or data path moves step 0 already.
+        tol = 1e-4 if i < 2 else 5e-3
+        assert abs(a - b) <= tol * max(1.0, abs(b)), f"{method} step {i}: {a} != golden {b}"
 
 
 @pytest.mark.parametrize("method", list_methods())
