@@ -16,6 +16,10 @@ Prints one JSON object: accuracy over all positive locations, for "new" targets,
 targets (by slot, with the share of each predicted slot), and the confusion of slot targets with
 "new" (predicting "new" for a known object is what makes the assigner open a new track and use
 up the IDs).
+
+``--no-id-memory`` writes every memory frame with an all-background ID mask instead (the memory
+keeps the frames' features, loses the identities): the accuracy that is left is what the head
+gets without reading IDs from the memory, so the gap to the normal run is what it does read.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from collections import defaultdict
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+import tubelet.models.iai.model as iai_model  # noqa: E402
 from tubelet.data.ytvis import load_ytvis  # noqa: E402
 from tubelet.engine.loading import load_method  # noqa: E402
 
@@ -40,11 +45,18 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-id-memory", action="store_true",
+                    help="write the memory with all-background ID masks (the probe above)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, cfg = load_method(None, args.weights, args.overrides, fuse=False)
+    if args.no_id_memory:
+        # teacher_forced paints the ID masks with this module-level function; every slot -1
+        # ("not written") leaves the whole map background
+        real = iai_model.id_label_map
+        iai_model.id_label_map = lambda slots, masks, n: real(torch.full_like(slots, -1), masks, n)
     if cfg.method != "iai-condinst":
         raise SystemExit(f"{args.weights}: an {cfg.method} model, not iai-condinst")
     gt = load_ytvis(args.gt)
@@ -85,6 +97,7 @@ def main() -> None:
                                        for p, v in sorted(confusion[k].items()) if v}}
     print(json.dumps({
         "weights": args.weights, "gt": args.gt, "clips": args.clips,
+        "no_id_memory": args.no_id_memory,
         "frames_per_clip": int(cfg.data.clip.num_frames), "num_ids": n_ids,
         "positive_locations": total, "accuracy": accuracy,
         "new_accuracy": new_accuracy, "new_locations": new_locations,
