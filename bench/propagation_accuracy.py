@@ -30,21 +30,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from tubelet.data.ytvis import load_ytvis  # noqa: E402
 from tubelet.engine.loading import load_method  # noqa: E402
 from tubelet.methods.propose_reduce.inference import SequenceProposals  # noqa: E402
+from tubelet.ops.mask_iou import mask_iou_rle  # noqa: E402
 from tubelet.video.reader import DatasetVideo  # noqa: E402
 
-BUCKETS = [(1, 2), (3, 5), (6, 10), (11, 20), (21, 10**9)]
+# distance buckets (frames from the key frame), in report order; the last one is open
+BUCKETS = {"1-2": 2, "3-5": 5, "6-10": 10, "11-20": 20, "21+": None}
 
 
 def bucket(d: int) -> str:
-    lo, hi = next(b for b in BUCKETS if b[0] <= d <= b[1])
-    return f"{lo}-{hi}" if hi < 10**9 else f"{lo}+"
+    return next(name for name, hi in BUCKETS.items() if hi is None or d <= hi)
 
 
-def iou(a: dict | None, b: dict) -> float:
-    """Mask IoU of two compressed RLEs (``a`` None = empty)."""
-    if a is None:
-        return 0.0
-    return float(mask_utils.iou([a], [b], [0])[0, 0])
+def iou(a: dict | None, b: dict | None) -> float:
+    """Mask IoU of two compressed RLEs (None = empty), the project's :func:`mask_iou_rle`."""
+    return float(mask_iou_rle([a], [b])[0, 0])
 
 
 def main() -> None:
@@ -93,9 +92,7 @@ def main() -> None:
         out[name] = {"mean_iou": round(float(np.mean(every)), 4) if every else None,
                      "pairs": len(every),
                      "by_distance": {b: {"mean_iou": round(float(np.mean(by[b])), 4),
-                                         "pairs": len(by[b])}
-                                     for b in sorted(by, key=lambda s: int(s.split("-")[0]
-                                                                           .rstrip("+")))}}
+                                         "pairs": len(by[b])} for b in BUCKETS if by[b]}}
     print(json.dumps(out, indent=1))
 
 
