@@ -52,6 +52,15 @@ def test_export_overrides_change_the_stored_config(checkpoint, tmp_path, capsys)
     assert rc == 0, err
     stored = json.loads(load_checkpoint(dst)["meta"]["config"])
     assert stored["model"]["test_short_side"] == 96
+    # re-exporting an exported file (to change an inference setting) keeps weights and step
+    dst2 = tmp_path / "w2.pt"
+    rc, out, err = cli(capsys, "export", dst, dst2, "--fp32", "model.test_short_side=128")
+    assert rc == 0 and "step 7" in out, err
+    a, b = load_checkpoint(dst), load_checkpoint(dst2)
+    assert b["meta"]["step"] == 7
+    assert json.loads(b["meta"]["config"])["model"]["test_short_side"] == 128
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
 def test_export_bad_input_is_one_line_exit_2(checkpoint, tmp_path, capsys):

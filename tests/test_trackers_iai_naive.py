@@ -75,6 +75,20 @@ def test_id_counter_stops_at_k_minus_2():
         tr.update(iai_frame([[0.5, 0.2, 0.2, 0.1]]))
 
 
+def test_newcomer_gate_drops_weak_newcomers_only():
+    # detections 0 and 2 are new; det 1 holds ID 0 from frame 1 and stays although it is weak
+    probs = [[0.5, 0.1], [0.25, 0.05], [0.29, 0.2]]
+    tr = IAIAssigner(IAIConfig(new_thr=0.3))
+    res = tr.update(iai_frame([[0, 0, 1.0], [0, 0, 1.0]], probs=[[0.31, 0.0], [0.2, 0.29]]))
+    assert res.track_ids.tolist() == [0, -1] and res.new.tolist() == [True, False]
+    res = tr.update(iai_frame([[0, 0, 1.0], [0.9, 0, 0.1], [0, 0, 1.0]], probs=probs))
+    # det 0: new, 0.5 >= 0.3 -> ID 1; det 1: ID 0 (no gate on known IDs); det 2: 0.29 < 0.3
+    assert res.track_ids.tolist() == [1, 0, -1] and res.new.tolist() == [True, False, False]
+    paper = IAIAssigner(IAIConfig())  # new_thr 0: every newcomer gets an ID
+    res = paper.update(iai_frame([[0, 0, 1.0], [0, 0, 1.0]], probs=[[0.31, 0.0], [0.2, 0.29]]))
+    assert res.track_ids.tolist() == [0, 1]
+
+
 def test_iai_video_output_average_over_all_frames():
     tr = IAIAssigner(IAIConfig(), category_ids=[4, 6])
     tr.update(iai_frame([[0, 0, 0, 1.0], [0, 0, 0, 1.0]], probs=[[0.8, 0.2], [0.1, 0.15]]))

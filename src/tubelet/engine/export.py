@@ -38,7 +38,7 @@ def export(src: str, dst: str, half: bool = True, config: str | None = None,
     if config or overrides:
         meta["config"] = json.dumps(experiment_to_dict(cfg))
         meta["method"] = cfg.method
-    step = ck.get("step", 0)
+    step = ck.get("step", meta.get("step", 0))  # an exported file keeps its step in meta
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise InputError(f"expected a non-negative int, got {step!r}", src, field="step")
     meta["step"] = step

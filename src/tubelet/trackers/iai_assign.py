@@ -36,6 +36,10 @@ class IAIConfig:
     num_ids: int | None = None  # K incl. the "new" slot; None: the width of id_probs (20 / 25)
     top_k: int = 10  # (ID, class) pairs kept per video
     output_thr: float = 0.05  # ... with score > this
+    # a newcomer gets an ID only if its class confidence (max of class_probs, i.e. class
+    # probability x centerness for iai-condinst) is >= this; below, it is dropped and its pixels
+    # stay background in the memory. 0 = the paper (every newcomer gets an ID while IDs last).
+    new_thr: float = 0.0
 
 
 def assign_ids(id_probs: np.ndarray, num_assigned: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,6 +70,13 @@ def assign_ids(id_probs: np.ndarray, num_assigned: int) -> tuple[np.ndarray, np.
         else:  # the "new" column, an ID nobody holds yet, or a duplicate
             new[r] = True
     return ids, new
+
+
+def _confidence(frame: FrameInstances, i: int) -> float:
+    """Detection ``i``'s class confidence: max of ``class_probs`` if given, else its score."""
+    if frame.class_probs is not None:
+        return float(np.max(frame.class_probs[i]))
+    return float(frame.scores[i])
 
 
 @register_tracker("iai", IAIConfig)
@@ -102,6 +113,8 @@ class IAIAssigner(Tracker):
             if new[i]:
                 if self.num_assigned >= k - 1:
                     continue  # every ID 0..K-2 is taken: discard the newcomer
+                if self.cfg.new_thr > 0 and _confidence(frame, i) < self.cfg.new_thr:
+                    continue  # too weak to open an identity (option; the paper has no gate)
                 tid = self.num_assigned
                 self.tracks[tid] = Track(tid)
                 self.class_sums[tid] = ClassScoreSum()
