@@ -14,6 +14,11 @@ order); once S = K - 1 (IDs 0..K-2 all used) later newcomers are discarded, the 
 ("we assume there could not be more new instances in the video"). Duplicates cannot come out of
 a Hungarian assignment over distinct ID columns; the code still guards against them.
 
+Newcomer gate (a tubelet option, ``new_thr``; 0 = the paper): a newcomer whose class confidence
+(max of ``class_probs``, else its score) is below ``new_thr`` gets no ID and is dropped. The ID
+head calls every candidate its memory does not know "new", so without a gate weak false
+positives can take all K-1 IDs early and the objects that enter later are discarded.
+
 Video output: per ID, the class probability (the method passes class x centerness in
 ``class_probs``) summed over the frames where the ID appears and divided by T (frames without
 the ID count as 0); the top 10 (ID, class) pairs with score > 0.05. Without ``class_probs`` a
