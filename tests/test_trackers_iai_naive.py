@@ -87,6 +87,10 @@ def test_newcomer_gate_drops_weak_newcomers_only():
     paper = IAIAssigner(IAIConfig())  # new_thr 0: every newcomer gets an ID
     res = paper.update(iai_frame([[0, 0, 1.0], [0, 0, 1.0]], probs=[[0.31, 0.0], [0.2, 0.29]]))
     assert res.track_ids.tolist() == [0, 1]
+    # label-only frames (no class_probs): the gate reads each detection's score
+    labels_only = IAIAssigner(IAIConfig(new_thr=0.3))
+    res = labels_only.update(iai_frame([[0, 0, 1.0], [0, 0, 1.0]], scores=[0.29, 0.3]))
+    assert res.track_ids.tolist() == [-1, 0]
 
 
 def test_iai_video_output_average_over_all_frames():

@@ -33,7 +33,7 @@ import numpy as np
 from tubelet.ops.hungarian import hungarian
 from tubelet.structures.instances import FrameInstances, VideoInstances
 from tubelet.trackers.base import (ClassScoreSum, FrameResult, Track, Tracker, class_records,
-                                   register_tracker)
+                                   detection_class_scores, register_tracker)
 
 
 @dataclass
@@ -78,10 +78,10 @@ def assign_ids(id_probs: np.ndarray, num_assigned: int) -> tuple[np.ndarray, np.
 
 
 def _confidence(frame: FrameInstances, i: int) -> float:
-    """Detection ``i``'s class confidence: max of ``class_probs`` if given, else its score."""
-    if frame.class_probs is not None:
-        return float(np.max(frame.class_probs[i]))
-    return float(frame.scores[i])
+    """Detection ``i``'s class confidence: the largest of its class scores
+    (:func:`.base.detection_class_scores`: its ``class_probs`` row, or its score on its label)."""
+    scores = detection_class_scores(frame, i)
+    return float(max(scores.values()) if isinstance(scores, dict) else np.max(scores))
 
 
 @register_tracker("iai", IAIConfig)
