@@ -133,6 +133,61 @@ def test_training_pairs_objects_and_losses():
     assert all(p.grad is not None for p in model.prop.parameters())
 
 
+def test_training_cross_entropy_option():
+    batch = _pair_batch([0, 1, 2], [2, 1, 0])
+    torch.manual_seed(0)
+    cfg = load_experiment("configs/propose_reduce_tiny.yaml", [])
+    plain = build_method(cfg.method, cfg.model).train()(batch)
+    torch.manual_seed(0)
+    cfg = load_experiment("configs/propose_reduce_tiny.yaml", ["model.prop_ce_weight=0.5"])
+    model = build_method(cfg.method, cfg.model).train()
+    out = model(batch)
+    assert "loss_prop_ce" not in plain and "loss_prop_ce" in out
+    # same weights, same pair: the option adds a term and changes nothing else
+    for k, v in plain.items():
+        torch.testing.assert_close(out[k], v)
+    # the term is 0.5 x the aggregated CE (3 objects, background elsewhere) of the head's logits
+    assert 0 < float(out["loss_prop_ce"].detach()) < 0.5 * 5
+    model.zero_grad()
+    out["loss_prop_ce"].backward()
+    assert model.prop.predict.weight.grad.abs().sum() > 0
+    out = model(_pair_batch([0], [1]))  # no shared object: a zero with a graph
+    assert float(out["loss_prop_ce"].detach()) == 0
+
+
+def test_three_frame_clips_propagate_through_the_growing_memory():
+    torch.manual_seed(0)
+    cfg = load_experiment("configs/propose_reduce_tiny.yaml", [])
+    model = build_method(cfg.method, cfg.model).eval()
+    pair = _pair_batch([0, 1], [1, 0])
+    # frame 2 = frame 1 shifted 4 px right, object 1 gone
+    img2 = torch.roll(pair["images"][:, 1], 4, dims=-1)
+    t1 = pair["targets"][0][1]
+    t2 = {"masks": torch.roll(t1["masks"][1:], 4, dims=-1), "boxes": t1["boxes"][1:] + 4.0,
+          "labels": t1["labels"][1:], "ids": t1["ids"][1:]}
+    images = torch.cat([pair["images"], img2[:, None]], 1)  # [1, 3, 3, H, W]
+    tgts = pair["targets"][0] + [t2]
+    size = pair["image_sizes"][0]
+    with torch.no_grad():
+        feats = model.rcnn.extract(model.normalize(images[0]), [size] * 3)
+        two, _, n2 = model._prop_loss(feats, [0, 1], tgts[:2], size)
+        three, _, n3 = model._prop_loss(feats, [0, 1, 2], tgts, size)
+        skip, _, n_skip = model._prop_loss(feats, [0, 2], [tgts[0], tgts[2]], size)
+    assert n2 == n3 == 2 and n_skip == 1  # ids 0, 1 in the reference; only id 0 in frame 2
+    # the 3-frame loss is the mean of frame 1's (the pair's) and frame 2's, where frame 2 reads
+    # the reference *and* frame 1's prediction: not the (0, 2) pair's value
+    frame2 = 2 * float(three) - float(two)
+    assert 0 <= frame2 <= 1
+    assert abs(frame2 - float(skip)) > 1e-6
+    # and the whole clip trains
+    model.train()
+    batch = {"images": images, "targets": [tgts], "image_sizes": [size]}
+    out = model(batch)
+    assert float(out["prop_objects"]) == 2 and torch.isfinite(out["loss_prop"])
+    out["loss_prop"].backward()
+    assert model.prop.memory_encoder.key.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("path", ["configs/propose_reduce_paper.yaml",
                                   "configs/propose_reduce_bench.yaml",
                                   "configs/propose_reduce_davis.yaml"])
@@ -143,3 +198,11 @@ def test_preset_models_build_and_run_one_forward(path):
     out = model(_pair_batch([0, 1], [1, 0]))
     assert all(torch.isfinite(v) for v in out.values()) and float(out["prop_objects"]) == 2
     assert cfg.data.clip.num_frames == 2
+
+
+def test_one_frame_clips_are_refused_with_the_field_named():
+    from tubelet.errors import InputError
+    cfg = load_experiment("configs/propose_reduce_tiny.yaml", ["data.clip.num_frames=1"])
+    model = build_method(cfg.method, cfg.model)
+    with pytest.raises(InputError, match="num_frames"):
+        model.train_dataset(None, "unused", cfg.data, seed=0)

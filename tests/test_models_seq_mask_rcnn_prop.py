@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tubelet.models.seq_mask_rcnn import (PropagationMemory, SeqPropConfig, SeqPropHead,
-                                          memory_read, soft_aggregate, soft_aggregate_logits,
+                                          memory_read, soft_aggregate, soft_aggregate_ce_loss,
+                                          soft_aggregate_log_probs, soft_aggregate_logits,
                                           soft_iou_loss)
 
 
@@ -83,6 +84,72 @@ def test_soft_aggregate_clamps_certain_pixels():
     got = soft_aggregate(torch.tensor([[1.0], [0.0]]))  # object 1 certain: bg = 0
     assert torch.isfinite(got).all()
     assert got[1, 0] > 1 - 1e-6 and got.sum() == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ aggregation in log space
+def ref_aggregate(z):
+    """Eq. 1 from object logits with Python floats, one pixel at a time: odds of the background
+    prod(1 - p_k) and of each object p_k, normalised."""
+    out = []
+    for pix in z.T.tolist():
+        p = [1 / (1 + math.exp(-v)) for v in pix]
+        bg = math.prod(1 - q for q in p)
+        odds = [bg / (1 - bg)] + [q / (1 - q) for q in p]
+        out.append([o / sum(odds) for o in odds])
+    return torch.tensor(out, dtype=torch.float64).T  # [K + 1, pixels]
+
+
+def test_soft_aggregate_log_probs_matches_formula_inside_the_clamp():
+    torch.manual_seed(0)
+    z = torch.randn(3, 50, dtype=torch.float64) * 3  # probabilities well inside [1e-7, 1-1e-7]
+    got = soft_aggregate_log_probs(z).exp()
+    torch.testing.assert_close(got, ref_aggregate(z))
+    # the same distribution as the (clamped) probability path there
+    torch.testing.assert_close(got, soft_aggregate(torch.sigmoid(z)))
+
+
+def test_soft_aggregate_log_probs_keeps_a_gradient_when_saturated():
+    # one object, certain background (p = sigmoid(-40) ~ 4e-18, below the 1e-7 clamp), target
+    # is the object: the clamped path gives no gradient, the log-space CE a full one
+    z = torch.full((1, 1, 2), -40.0, requires_grad=True)
+    target = torch.ones(1, 1, 2)
+    soft_iou_loss(soft_aggregate(torch.sigmoid(z))[1:], target).backward()
+    assert float(z.grad.abs().sum()) == 0
+    z.grad = None
+    loss = soft_aggregate_ce_loss(z, target)
+    loss.backward()
+    # background logit log(b / (1 - b)) ~ 40, limited to 30: log q_object = -40 - logsumexp(30,
+    # -40) ~ -70; d loss / d z = -(1 - q_object) / 2 pixels = -0.5 (the clamped bg passes none)
+    assert float(loss.detach()) == pytest.approx(70.0, abs=1e-3)
+    torch.testing.assert_close(z.grad, torch.full((1, 1, 2), -0.5))
+
+
+def test_soft_aggregate_ce_loss_by_hand():
+    # pixel A: z = (0, 0): p = (1/2, 1/2), bg 1/4 -> odds (1/3, 1, 1): q = (1/7, 3/7, 3/7)
+    # pixel B: z = (log 4, -inf-ish): p = (0.8, ~0): bg 0.2 -> odds (1/4, 4, ~0)
+    z = torch.tensor([[[0.0, math.log(4)]], [[0.0, -60.0]]], dtype=torch.float64)  # [2, 1, 2]
+    # targets: A covered by both objects -> the last (object 2); B by none -> background
+    target = torch.tensor([[[1, 0]], [[1, 0]]])
+    want = (-math.log(3 / 7) - math.log(0.25 / 4.25)) / 2
+    got = soft_aggregate_ce_loss(z, target)
+    assert float(got) == pytest.approx(want, rel=1e-9)
+    with pytest.raises(ValueError):
+        soft_aggregate_ce_loss(z, target[:, :, :1])
+
+
+def test_head_logits_are_the_probabilities_logit():
+    torch.manual_seed(0)
+    cfg = SeqPropConfig.cpu()
+    head = SeqPropHead.from_config(cfg)
+    p2 = torch.randn(1, cfg.in_channels, 8, 10)
+    c2, c3 = torch.randn(1, cfg.c2_channels, 8, 10), torch.randn(1, cfg.c3_channels, 4, 5)
+    keys, values = head.encode_memory(p2, (torch.rand(2, 30, 37) > 0.5).float())
+    probs, logits = head(keys[:, :, None], values[:, :, None], p2, c3, c2, out_size=(30, 37),
+                         return_logits=True)
+    assert probs.shape == logits.shape == (2, 30, 37)
+    torch.testing.assert_close(torch.sigmoid(logits), probs)
+    torch.testing.assert_close(head(keys[:, :, None], values[:, :, None], p2, c3, c2,
+                                    out_size=(30, 37)), probs)
 
 
 # ------------------------------------------------------------------ soft IoU loss

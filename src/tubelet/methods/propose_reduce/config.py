@@ -38,6 +38,9 @@ class ProposeReduceConfig:
     # ---- training: (reference, current) frame pairs = ClipDataset clips of num_frames 2
     max_objects: int = 5           # objects propagated per pair (notes §1: at most 5)
     prop_loss_weight: float = 1.0  # weight of the soft IoU loss (released code: 1)
+    prop_ce_weight: float = 0.0    # weight of an auxiliary pixel cross-entropy on the soft
+    #                                aggregation (STM's loss, in log space: no clamp, so a
+    #                                saturated head still learns); 0 = the released code's loss
     ref_det_loss: bool = False     # also take the detector losses on the reference frame (its
     #                                backbone pass is paid anyway); False = current frame only,
     #                                as in the released code

@@ -1,11 +1,14 @@
 """``propose-reduce``: Seq Mask R-CNN (Lin et al., ICCV 2021) with the category-aware sequence
 reduction of the 2021 YouTube-VIS challenge paper. Offline: it indexes the video.
 
-Training (``losses = method(batch)``, clips of 2 frames = (reference, current) pairs):
-the Mask R-CNN losses (RPN, box, mask) on the current frame, plus the Seq-Prop head's soft IoU
+Training (``losses = method(batch)``, clips of 2 frames = (reference, current) pairs, the
+released code's; longer clips propagate through every later frame, the memory growing with each
+prediction, as STM's 3-frame training): the Mask R-CNN losses (RPN, box, mask) on the current
+frame(s), plus the Seq-Prop head's soft IoU
 loss (supplementary Eq. 2): up to ``max_objects`` objects visible in both frames get memory masks
 from the mask head on their ground-truth reference boxes (detached, notes §1), the head segments
-them in the current frame, soft aggregation (Eq. 1) makes them compete for pixels.
+them in the current frame, soft aggregation (Eq. 1) makes them compete for pixels. Option
+``prop_ce_weight`` adds STM's pixel cross-entropy on the aggregation (``loss_prop_ce``).
 
 Inference (``predict_video``), notes §1 and Sec. 3 of the paper:
 1. K key frames ``int(k (T-1)/(K-1))``; Mask R-CNN detections on each (score > 0.2, O = 10),
@@ -39,7 +42,8 @@ from tubelet.methods.propose_reduce.inference import (SequenceProposals, frame_o
 from tubelet.methods.registry import register_method
 from tubelet.methods.track_by_detect import normalize_images, preprocess_frame
 from tubelet.models.seq_mask_rcnn import (FrameFeatures, FrameMaskRCNN, PropagationMemory,
-                                          SeqPropHead, mask_boxes, soft_aggregate, soft_iou_loss)
+                                          SeqPropHead, mask_boxes, soft_aggregate,
+                                          soft_aggregate_ce_loss, soft_iou_loss)
 from tubelet.ops.key_frames import key_frames
 from tubelet.ops.seq_nms import mask_nms
 from tubelet.structures import VideoInstances, encode_many
@@ -73,64 +77,93 @@ class ProposeReduce(VISMethod):
 
     # ------------------------------------------------------------------------------ training
     def train_dataset(self, gt, image_root: str, data_cfg, seed: int):
-        if data_cfg.clip.num_frames != 2:
-            raise InputError(f"propose-reduce trains on (reference, current) pairs: "
-                             f"num_frames must be 2, got {data_cfg.clip.num_frames}",
+        if data_cfg.clip.num_frames < 2:
+            raise InputError(f"propose-reduce trains on (reference, current ...) clips: "
+                             f"num_frames must be >= 2, got {data_cfg.clip.num_frames}",
                              field="data.clip.num_frames")
         return super().train_dataset(gt, image_root, data_cfg, seed)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        """batch: ``images`` uint8 ``[B, 2, 3, H, W]`` (frame 0 = reference, 1 = current),
-        ``targets`` B x 2 frame dicts, ``image_sizes`` B valid (h, w). Returns the five Mask
-        R-CNN losses, ``loss_prop`` and the logging-only ``prop_objects`` (objects per pair)."""
+        """batch: ``images`` uint8 ``[B, T, 3, H, W]`` (frame 0 = reference, 1.. = current;
+        T = 2 the released code's pairs), ``targets`` B x T frame dicts, ``image_sizes`` B valid
+        (h, w). Returns the five Mask R-CNN losses, ``loss_prop`` (``loss_prop_ce`` with the
+        option) and the logging-only ``prop_objects`` (objects per clip)."""
         images = batch["images"].to(self.pixel_mean.device)
         b, t = images.shape[:2]
-        if t != 2:
-            raise ValueError(f"propose-reduce trains on frame pairs, got clips of {t} frames")
+        if t < 2:
+            raise ValueError(f"propose-reduce trains on clips of >= 2 frames, got {t}")
         sizes = [tuple(s) for s in batch.get("image_sizes", [images.shape[-2:]] * b)]
-        feats = self.rcnn.extract(self.normalize(images.flatten(0, 1)),  # [2B, 3, H, W]
-                                  [s for s in sizes for _ in range(2)])
-        targets = [tg for clip in batch["targets"] for tg in clip]  # 2B frame targets
-        det = list(range(2 * b)) if self.cfg.ref_det_loss else list(range(1, 2 * b, 2))
+        feats = self.rcnn.extract(self.normalize(images.flatten(0, 1)),  # [B T, 3, H, W]
+                                  [s for s in sizes for _ in range(t)])
+        targets = [tg for clip in batch["targets"] for tg in clip]  # B T frame targets
+        det = [i for i in range(b * t) if self.cfg.ref_det_loss or i % t]
         losses = self.rcnn.losses(feats.frames(det), [targets[i] for i in det])
-        prop, objects = [], 0
+        prop, ce, objects = [], [], 0
         for i in range(b):
-            loss, n = self._prop_loss(feats, 2 * i, 2 * i + 1, targets[2 * i],
-                                      targets[2 * i + 1], sizes[i])
+            loss, loss_ce, n = self._prop_loss(feats, list(range(i * t, (i + 1) * t)),
+                                               targets[i * t:(i + 1) * t], sizes[i])
             if n:
                 prop.append(loss)
+                ce.append(loss_ce)
                 objects += n
-        if prop:
-            loss_prop = torch.stack(prop).mean()
-        else:  # no shared object in the batch: a zero that still reaches every head parameter
-            loss_prop = sum(p.sum() for p in self.prop.parameters()) * 0.0
-        losses["loss_prop"] = self.cfg.prop_loss_weight * loss_prop
+        # no shared object in the batch: a zero that still reaches every head parameter
+        zero = sum(p.sum() for p in self.prop.parameters()) * 0.0 if not prop else None
+        losses["loss_prop"] = self.cfg.prop_loss_weight * (torch.stack(prop).mean() if prop
+                                                           else zero)
+        if self.cfg.prop_ce_weight:
+            losses["loss_prop_ce"] = self.cfg.prop_ce_weight * (torch.stack(ce).mean() if ce
+                                                                else zero)
         losses["prop_objects"] = torch.tensor(objects / b)
         return losses
 
-    def _prop_loss(self, feats: FrameFeatures, ref: int, cur: int, tref: dict, tcur: dict,
-                   size: tuple[int, int]) -> tuple[torch.Tensor | None, int]:
-        """Soft IoU loss of propagating reference frame ``ref``'s objects into frame ``cur``.
+    def _prop_loss(self, feats: FrameFeatures, frames: list[int], tgts: list[dict],
+                   size: tuple[int, int]
+                   ) -> tuple[torch.Tensor | None, torch.Tensor | None, int]:
+        """Soft IoU loss (and the auxiliary cross-entropy) of propagating the reference frame
+        ``frames[0]``'s objects through ``frames[1:]`` -> ``(iou_loss, ce_loss, objects)``.
 
-        Objects: identities visible in both frames, the first ``max_objects`` in the
-        reference target's order (deterministic, so a resumed run draws the same).
+        Objects: identities of the reference that are visible in a later frame, the first
+        ``max_objects`` in the reference target's order (deterministic, so a resumed run draws
+        the same). The memory starts with the reference (mask-head masks on the GT boxes,
+        detached, notes §1); with more than one current frame each prediction (the aggregated
+        probabilities, not detached) is written into the memory before the next frame, as STM
+        trains on 3-frame clips. Losses: mean over the current frames in which an object is
+        visible (an absent object's target is empty: background for the cross-entropy).
         """
-        ids_r, ids_c = tref["ids"].tolist(), tcur["ids"].tolist()
-        shared = [j for j, o in enumerate(ids_r) if o in ids_c][: self.cfg.max_objects]
-        if not shared:
-            return None, 0
+        ids_r = tgts[0]["ids"].tolist()
+        later = [tg["ids"].tolist() for tg in tgts[1:]]
+        objs = [j for j, o in enumerate(ids_r) if any(o in ids for ids in later)]
+        objs = objs[: self.cfg.max_objects]
+        if not objs:
+            return None, None, 0
         h, w = size
-        rows_c = [ids_c.index(ids_r[j]) for j in shared]
-        fr, fc = feats.frames(ref), feats.frames(cur)
+        fr = feats.frames(frames[0])
         with torch.no_grad():  # memory masks are detached (notes §1)
             mem_masks = self.rcnn.mask_probs_for_boxes(
-                fr, [tref["boxes"][shared]], [tref["labels"][shared]])[0]  # [M, h, w]
+                fr, [tgts[0]["boxes"][objs]], [tgts[0]["labels"][objs]])[0]  # [M, h, w]
         keys, values = self.prop.encode_memory(fr.p2, mem_masks)  # [M, D_k, h16, w16], ...
-        probs = self.prop(keys[:, :, None], values[:, :, None], fc.p2, fc.c3, fc.c2,
-                          out_size=(h, w))  # [M, h, w]
-        agg = soft_aggregate(probs)[1:]  # [M, h, w] objects after Eq. 1
-        gt = tcur["masks"][rows_c][:, :h, :w].to(agg.device)  # [M, h, w]
-        return soft_iou_loss(agg, gt), len(shared)
+        mem_k, mem_v = keys[:, :, None], values[:, :, None]  # [M, D, 1, h16, w16]
+        ious, ces = [], []
+        for step, (fi, tg) in enumerate(zip(frames[1:], tgts[1:]), 1):
+            fc = feats.frames(fi)
+            probs, logits = self.prop(mem_k, mem_v, fc.p2, fc.c3, fc.c2, out_size=(h, w),
+                                      return_logits=True)  # [M, h, w] each
+            agg = soft_aggregate(probs)[1:]  # [M, h, w] objects after Eq. 1
+            ids_c = tg["ids"].tolist()
+            gt = torch.zeros_like(agg)  # [M, h, w]; absent objects stay empty
+            for m, j in enumerate(objs):
+                if ids_r[j] in ids_c:
+                    gt[m] = tg["masks"][ids_c.index(ids_r[j])][:h, :w]
+            if bool(gt.flatten(1).any(1).any()):
+                ious.append(soft_iou_loss(agg, gt))
+                if self.cfg.prop_ce_weight:
+                    ces.append(soft_aggregate_ce_loss(logits, gt))
+            if step < len(frames) - 1:  # the prediction becomes memory for the next frame
+                k, v = self.prop.encode_memory(fc.p2, agg)
+                mem_k = torch.cat([mem_k, k[:, :, None]], 2)
+                mem_v = torch.cat([mem_v, v[:, :, None]], 2)
+        ce = torch.stack(ces).mean() if ces else None
+        return torch.stack(ious).mean(), ce, len(objs)
 
     # ------------------------------------------------------------------------------ inference
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:

@@ -5,7 +5,8 @@
   ``classify_boxes`` for the sequence score, ``mask_probs_for_boxes`` for memory masks.
 - :class:`SeqPropHead` / :class:`SeqPropConfig`: the STM-style propagation head;
   :func:`memory_read` its attention read.
-- :func:`soft_aggregate`, :func:`soft_iou_loss`: supplementary Eqs. (1) and (2).
+- :func:`soft_aggregate`, :func:`soft_iou_loss`: supplementary Eqs. (1) and (2);
+  :func:`soft_aggregate_ce_loss`: STM's cross-entropy on Eq. (1) in log space (an option).
 - :class:`PropagationMemory`: a bounded memory for one propagation pass.
 - :func:`mask_boxes`: tight box + 1 px of propagated masks (sequence score).
 
@@ -17,8 +18,9 @@
     probs = prop(keys[:, :, None], values[:, :, None], f1.p2, f1.c3, f1.c2)  # [K, H, W]
     probs = soft_aggregate(probs)[1:]            # objects compete for pixels
 """
-from tubelet.models.seq_mask_rcnn.aggregate import (soft_aggregate, soft_aggregate_logits,
-                                                    soft_iou_loss)
+from tubelet.models.seq_mask_rcnn.aggregate import (soft_aggregate, soft_aggregate_ce_loss,
+                                                    soft_aggregate_log_probs,
+                                                    soft_aggregate_logits, soft_iou_loss)
 from tubelet.models.seq_mask_rcnn.boxes import mask_boxes
 from tubelet.models.seq_mask_rcnn.mask_rcnn import FrameMaskRCNN, MaskRCNNConfig
 from tubelet.models.seq_mask_rcnn.memory import PropagationMemory
@@ -28,4 +30,5 @@ from tubelet.models.seq_mask_rcnn.seq_prop import (Refine, ResBlock, SeqPropConf
 
 __all__ = ["FrameMaskRCNN", "MaskRCNNConfig", "FrameFeatures", "FrameOutputs", "RCNNDetections",
            "SeqPropHead", "SeqPropConfig", "ResBlock", "Refine", "memory_read", "soft_aggregate",
-           "soft_aggregate_logits", "soft_iou_loss", "PropagationMemory", "mask_boxes"]
+           "soft_aggregate_logits", "soft_aggregate_log_probs", "soft_aggregate_ce_loss",
+           "soft_iou_loss", "PropagationMemory", "mask_boxes"]

@@ -6,6 +6,7 @@ and Eq. (2) (scale-balanced soft IoU loss). Shapes: K objects, H x W pixels (any
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # Probabilities are clamped before the logit so that 0 and 1 do not give -inf / +inf (notes §1).
@@ -29,6 +30,45 @@ def soft_aggregate(probs: Tensor) -> Tensor:
     """Soft aggregation (supplementary Eq. 1): ``[K, *S]`` independent per-object foreground
     probabilities -> ``[K + 1, *S]`` probabilities that sum to 1 over dim 0 (0 = background)."""
     return torch.softmax(soft_aggregate_logits(probs), dim=0)
+
+
+def soft_aggregate_log_probs(logits: Tensor, max_logit: float = 30.0) -> Tensor:
+    """Soft aggregation (Eq. 1) in log space, from object *logits*: ``[K, *S]`` ``z_k`` with
+    ``p_k = sigmoid(z_k)`` -> ``[K + 1, *S]`` log-probabilities (channel 0 = background).
+
+    The same distribution as ``soft_aggregate(sigmoid(z))`` wherever every probability lies
+    inside the ``[1e-7, 1 - 1e-7]`` clamp, but without that clamp: object channels keep their
+    logit ``z_k`` and the background's logit ``log(b / (1 - b))``, ``b = prod_k (1 - p_k)``, is
+    taken from ``log b = sum_k log sigmoid(-z_k)`` and limited to ``+-max_logit``. A saturated
+    head therefore still gets a gradient from a loss on these log-probabilities (the auxiliary
+    cross-entropy of ``propose-reduce``'s ``prop_ce_weight``), where the clamp would give none.
+    """
+    log_bg = F.logsigmoid(-logits).sum(0, keepdim=True)  # [1, *S] log prod_k (1 - p_k)
+    # log(1 - b) = log(-expm1(log b)); log b <= -1e-20 keeps it finite when b rounds to 1
+    log_not_bg = torch.log(-torch.expm1(log_bg.clamp(max=-1e-20)))  # [1, *S]
+    bg_logit = (log_bg - log_not_bg).clamp(-max_logit, max_logit)
+    return torch.log_softmax(torch.cat([bg_logit, logits], dim=0), dim=0)  # [K + 1, *S]
+
+
+def soft_aggregate_ce_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Pixel-wise cross-entropy of the soft aggregation (STM's training loss), mean over pixels.
+
+    Args:
+        logits: ``[K, H, W]`` object logits (``p_k = sigmoid(z_k)``), see
+            :func:`soft_aggregate_log_probs`.
+        target: ``[K, H, W]`` ground-truth masks (bool or {0, 1}); a pixel's class is the last
+            object that covers it, background (0) where none does.
+    Returns:
+        Scalar ``mean_pixels -log q_{c(pixel)}`` with ``q`` the aggregated distribution.
+    """
+    if logits.shape != target.shape or logits.dim() != 3:
+        raise ValueError(f"soft_aggregate_ce_loss: logits {tuple(logits.shape)} and target "
+                         f"{tuple(target.shape)} must both be [K, H, W]")
+    k = torch.arange(1, len(target) + 1, device=target.device).view(-1, 1, 1)  # [K, 1, 1]
+    cls = (target.bool() * k).amax(0) if len(target) else \
+        torch.zeros(target.shape[1:], dtype=torch.long, device=target.device)  # [H, W]
+    log_q = soft_aggregate_log_probs(logits)  # [K + 1, H, W]
+    return F.nll_loss(log_q[None], cls[None].long())
 
 
 def soft_iou_loss(pred: Tensor, target: Tensor, eps: float = 1e-6,

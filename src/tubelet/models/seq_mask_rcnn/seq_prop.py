@@ -168,10 +168,13 @@ class SeqPropHead(nn.Module):
         return self.query_encoder(p2)
 
     def decode(self, readout: Tensor, query_values: Tensor, c3: Tensor, c2: Tensor,
-               out_size: tuple[int, int] | None = None) -> Tensor:
+               out_size: tuple[int, int] | None = None,
+               return_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Decoder: readout ``[K, D_v, h, w]``, query_values ``[1 or K, D_v, h, w]``, c3
         ``[1 or K, C3, h8, w8]``, c2 ``[1 or K, C2, h4, w4]`` -> foreground probabilities
-        ``[K, 4 h4, 4 w4]``, cropped to ``out_size`` (the valid image) when given."""
+        ``[K, 4 h4, 4 w4]``, cropped to ``out_size`` (the valid image) when given. With
+        ``return_logits`` also the foreground logit ``z = l_fg - l_bg`` of the same shape
+        (``probs == sigmoid(z)``; for losses that must not saturate)."""
         num = readout.shape[0]
         x = torch.cat([readout, query_values.expand(num, -1, -1, -1)], dim=1)  # [K, 2 D_v, h, w]
         x = self.res(self.fuse(x))
@@ -182,10 +185,14 @@ class SeqPropHead(nn.Module):
         probs = torch.softmax(logits, dim=1)[:, 1]  # [K, 4 h4, 4 w4] foreground
         if out_size is not None:
             probs = probs[:, :out_size[0], :out_size[1]]
+            logits = logits[..., :out_size[0], :out_size[1]]
+        if return_logits:
+            return probs, logits[:, 1] - logits[:, 0]
         return probs
 
     def forward(self, mem_keys: Tensor, mem_values: Tensor, p2: Tensor, c3: Tensor, c2: Tensor,
-                out_size: tuple[int, int] | None = None) -> Tensor:
+                out_size: tuple[int, int] | None = None,
+                return_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Segment one query frame for K objects from their memories.
 
         Args:
@@ -193,10 +200,12 @@ class SeqPropHead(nn.Module):
             p2: ``[1, C_p2, h4, w4]``; c3: ``[1, C3, h8, w8]``; c2: ``[1, C2, h4, w4]`` of the
                 query frame (shared by the K objects).
             out_size: valid (H, W) to crop the ``4 h4`` x ``4 w4`` output to.
+            return_logits: also return the foreground logits (see :meth:`decode`).
         Returns:
             ``[K, H, W]`` per-object foreground probabilities, *before* soft aggregation
-            (:func:`~tubelet.models.seq_mask_rcnn.aggregate.soft_aggregate` merges them).
+            (:func:`~tubelet.models.seq_mask_rcnn.aggregate.soft_aggregate` merges them);
+            with ``return_logits`` a pair (probabilities, logits).
         """
         q_keys, q_values = self.encode_query(p2)
         readout = memory_read(mem_keys, mem_values, q_keys)
-        return self.decode(readout, q_values, c3, c2, out_size)
+        return self.decode(readout, q_values, c3, c2, out_size, return_logits)
