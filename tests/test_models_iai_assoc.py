@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from tubelet.models.iai import attention
+
 from tubelet.models.iai import (AssociationBlock, AssociationMemory, ClassificationProjector,
                                 DropPath, local_window_attention, multihead_attention,
                                 sine_positions)
@@ -34,10 +36,13 @@ def _softmax_attend(q, ks, vs):
     return sum(wt * v for wt, v in zip(weights, vs))
 
 
+@pytest.mark.parametrize("path", ["dense", "unfold"])
 @pytest.mark.parametrize("window", [1, 3, 15])
-def test_local_window_attention_equals_loop(window):
+def test_local_window_attention_equals_loop(window, path, monkeypatch):
     torch.manual_seed(0)
     b, d, h, w, heads = 2, 8, 5, 6, 2
+    # the dense masked path serves maps up to DENSE_LOCAL_MAX positions, unfold the rest
+    monkeypatch.setattr(attention, "DENSE_LOCAL_MAX", h * w if path == "dense" else h * w - 1)
     q, k, v = torch.randn(b, d, h, w), torch.randn(b, d, h, w), torch.randn(b, d, h, w)
     got = local_window_attention(q, k, v, heads, window)
     dh, r = d // heads, window // 2

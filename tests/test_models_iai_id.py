@@ -163,6 +163,12 @@ def test_id_bank_equals_per_patch_sum(stride, size):
     # and the same as the conv on the one-hot mask (Y^T D with D the conv's kernel)
     onehot = F.one_hot(labels, n + 1).permute(0, 3, 1, 2).float()
     assert torch.allclose(out, bank.embed(onehot), atol=1e-5)
+    # it trains the kernel as the conv would: the same gradients
+    g = torch.randn_like(out)
+    (gw, gb) = torch.autograd.grad((bank(labels) * g).sum(), [bank.embed.weight, bank.embed.bias])
+    (cw, cb) = torch.autograd.grad((bank.embed(onehot) * g).sum(),
+                                   [bank.embed.weight, bank.embed.bias])
+    assert torch.allclose(gw, cw, atol=1e-5) and torch.allclose(gb, cb, atol=1e-5)
 
 
 def test_id_bank_paper_geometry():

@@ -6,12 +6,15 @@
   projections (the block projects queries, keys and values itself, as AOT's long-term attention).
 * :func:`local_window_attention`: every query position attends only to the previous frame's keys in
   a ``window x window`` neighbourhood around the same position (15 x 15 in IAI; AOT's short-term
-  attention). Positions outside the map take no part in the softmax. Done with ``F.unfold``, so it
-  is plain PyTorch on any device; the test compares it with an explicit loop over positions.
+  attention). Positions outside the map take no part in the softmax. Small maps (the CPU
+  presets') run it as one dense attention with the out-of-window keys masked; larger ones with
+  ``F.unfold`` (n = window² keys per query); plain PyTorch on any device either way; the test
+  compares both with an explicit loop over positions.
 * :class:`DropPath`: stochastic depth on residual branches (0.1 in IAI).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -67,6 +70,22 @@ def multihead_attention(q: Tensor, k: Tensor, v: Tensor, num_heads: int) -> Tens
     return out.transpose(1, 2).reshape(b, lq, d)
 
 
+#: maps of at most this many positions take the dense masked path of local_window_attention
+#: (HW x HW logits; 920 at 360x640 and stride 16); larger ones unfold the windows (n x HW).
+DENSE_LOCAL_MAX = 4096
+
+
+@functools.lru_cache(maxsize=8)
+def window_mask(height: int, width: int, window: int, device: torch.device | str = "cpu"
+                ) -> Tensor:
+    """``[HW, HW]`` bool, row-major positions: True where key (row of the column index) lies in
+    the ``window x window`` neighbourhood of the query (row index)."""
+    r = window // 2
+    ys = torch.arange(height, device=device).repeat_interleave(width)  # [HW]
+    xs = torch.arange(width, device=device).repeat(height)
+    return ((ys[:, None] - ys[None, :]).abs() <= r) & ((xs[:, None] - xs[None, :]).abs() <= r)
+
+
 def local_window_attention(q: Tensor, k: Tensor, v: Tensor, num_heads: int,
                            window: int = 15) -> Tensor:
     """Windowed attention of each position onto a neighbourhood of another map.
@@ -92,6 +111,14 @@ def local_window_attention(q: Tensor, k: Tensor, v: Tensor, num_heads: int,
     if d % num_heads:
         raise ValueError(f"width {d} is not divisible by {num_heads} heads")
     dh, r, n = d // num_heads, window // 2, window * window
+    if h * w <= DENSE_LOCAL_MAX:
+        # every query against every key, the keys outside its window masked out: the same
+        # softmax, as one fused attention call (no im2col copy of keys and values)
+        def heads(x: Tensor) -> Tensor:  # [B, D, H, W] -> [B, heads, HW, dh]
+            return x.reshape(b, num_heads, dh, h * w).transpose(2, 3)
+        out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v),
+                                             attn_mask=window_mask(h, w, window, q.device))
+        return out.transpose(2, 3).reshape(b, d, h, w)
     qh = q.reshape(b * num_heads, dh, h * w)  # [BH, dh, HW]
     # unfold: [BH, dh * n, HW], the n window offsets of every position (zero outside the map)
     kw = F.unfold(k.reshape(b * num_heads, dh, h, w), window, padding=r).view(-1, dh, n, h * w)
