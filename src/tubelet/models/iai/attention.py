@@ -75,7 +75,7 @@ def multihead_attention(q: Tensor, k: Tensor, v: Tensor, num_heads: int) -> Tens
 DENSE_LOCAL_MAX = 4096
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)  # a video has one size
 def window_mask(height: int, width: int, window: int, device: torch.device | str = "cpu"
                 ) -> Tensor:
     """``[HW, HW]`` bool, row-major positions: True where key (row of the column index) lies in
