@@ -323,14 +323,14 @@ class IAICondInst(nn.Module):
             raise ValueError(f"detect streams one frame at a time, got a batch of {image.shape[0]}")
         # BatchNorm running statistics, no DropPath, whatever the caller left; the mode is only
         # switched (a walk over every submodule, ~20 ms a frame here) when something trains
-        training = {m: m.training for m in self.modules() if m.training}
+        training = [m for m in self.modules() if m.training]
         if training:
             self.eval()
         try:
             out = self.forward_frame(image, state.memory, lazy_controller=True)
         finally:
-            for m, mode in training.items():
-                m.training = mode
+            for m in training:  # back to train mode: exactly the modules that were in it
+                m.training = True
         heads, ci = out.heads, self.condinst
         image_size = tuple(image_size or image.shape[-2:])
         output_size = tuple(output_size or image_size)
