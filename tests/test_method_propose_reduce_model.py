@@ -155,6 +155,39 @@ def test_training_cross_entropy_option():
     assert float(out["loss_prop_ce"].detach()) == 0
 
 
+@pytest.mark.parametrize("source", ["mask_head", "gt"])
+def test_memory_masks_of_the_reference(source):
+    torch.manual_seed(0)
+    cfg = load_experiment("configs/propose_reduce_tiny.yaml",
+                          ["model.max_objects=2", f"model.prop_memory={source}"])
+    model = build_method(cfg.method, cfg.model).train()
+    batch = _pair_batch([0, 1, 2], [2, 1, 0])
+    seen = []
+    encode = model.prop.encode_memory
+    model.prop.encode_memory = lambda p2, masks: (seen.append(masks.detach().clone()),
+                                                  encode(p2, masks))[1]
+    model(batch)
+    ref = batch["targets"][0][0]
+    gt = ref["masks"][:2].float()  # the first two shared objects
+    assert seen[0].shape == gt.shape
+    if source == "gt":
+        assert torch.equal(seen[0], gt)
+    else:  # the mask head's probabilities on the GT boxes (random init: nothing like the GT)
+        with torch.no_grad():
+            feats = model.rcnn.extract(model.normalize(batch["images"][0]), [(64, 96)] * 2)
+            want = model.rcnn.mask_probs_for_boxes(feats.frames(0), [ref["boxes"][:2]],
+                                                   [ref["labels"][:2]])[0]
+        torch.testing.assert_close(seen[0], want)
+        assert not torch.equal(seen[0], gt)
+
+
+def test_unknown_memory_source_is_refused():
+    from tubelet.errors import InputError
+    cfg = load_experiment("configs/propose_reduce_tiny.yaml", ["model.prop_memory=oracle"])
+    with pytest.raises(InputError, match="prop_memory"):
+        build_method(cfg.method, cfg.model)
+
+
 def test_three_frame_clips_propagate_through_the_growing_memory():
     torch.manual_seed(0)
     cfg = load_experiment("configs/propose_reduce_tiny.yaml", [])

@@ -277,3 +277,20 @@ def test_seq_prop_trains_through_aggregation_and_loss():
     loss.backward()
     assert torch.isfinite(loss) and head.mask_embed.weight.grad is not None
     assert head.query_encoder.key.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("siamese", [True, False])
+def test_siamese_init_starts_the_memory_encoder_as_the_query_encoder(siamese):
+    torch.manual_seed(0)
+    head = SeqPropHead.from_config(SeqPropConfig.cpu(siamese_init=siamese))
+    mem = dict(head.memory_encoder.named_parameters())
+    same = all(torch.equal(p, mem[n]) for n, p in head.query_encoder.named_parameters())
+    assert same == siamese
+    # so, with the option, a memory frame whose mask embedding adds nothing (weights and bias
+    # zeroed here) has exactly the query keys / values of the same P2
+    with torch.no_grad():
+        head.mask_embed.weight.zero_()
+        head.mask_embed.bias.zero_()
+    p2 = torch.randn(1, 64, 8, 12)
+    (mk, mv), (qk, qv) = head.encode_memory(p2, torch.ones(1, 32, 48)), head.encode_query(p2)
+    assert torch.equal(mk, qk) == siamese and torch.equal(mv, qv) == siamese

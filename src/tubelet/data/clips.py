@@ -12,6 +12,9 @@ JPEGs, decodes only those frames' masks, applies one augmentation draw to the wh
      "video_id": int, "frames": list[int]}
 
 Only instances visible in a frame appear in that frame's target (M varies per frame).
+With ``ClipConfig.pseudo.prob`` > 0 a clip is, with that probability, a pseudo video: one
+annotated frame read once, every later frame a random affine warp of it
+(:func:`~tubelet.data.transforms.pseudo_video`; ``frames`` repeats the frame index).
 Sampling is a pure function of (seed, epoch, index), so any worker layout and a resumed run
 draw the same clips: call :meth:`ClipDataset.set_epoch` at each epoch.
 """
@@ -25,7 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tubelet.data.transforms import ClipAugConfig, apply_clip_aug, masks_to_boxes
+from tubelet.data.transforms import (ClipAugConfig, PseudoVideoConfig, apply_clip_aug,
+                                     masks_to_boxes, pseudo_video)
 from tubelet.data.ytvis import YTVISDataset, load_ytvis
 from tubelet.errors import InputError
 from tubelet.structures.rle import decode
@@ -38,6 +42,7 @@ class ClipConfig:
     samples_per_video: int = 1          # dataset length = videos x this
     min_visible: int = 1                # resample (a few tries) clips with fewer visible instances
     aug: ClipAugConfig = field(default_factory=ClipAugConfig)
+    pseudo: PseudoVideoConfig = field(default_factory=PseudoVideoConfig)  # single-frame clips
 
 
 def check_clip_config(c: ClipConfig, where: str = "config") -> None:
@@ -54,6 +59,13 @@ def check_clip_config(c: ClipConfig, where: str = "config") -> None:
                          field="data.clip.samples_per_video")
     if c.min_visible < 0:
         raise InputError(f"must be >= 0, got {c.min_visible}", where, field="data.clip.min_visible")
+    p = c.pseudo
+    for name, value, ok in (("prob", p.prob, 0 <= p.prob <= 1),
+                            ("max_rotation", p.max_rotation, 0 <= p.max_rotation <= 180),
+                            ("max_scale", p.max_scale, 0 <= p.max_scale < 1),
+                            ("max_shift", p.max_shift, 0 <= p.max_shift <= 1)):
+        if not ok:  # also refuses NaN
+            raise InputError(f"out of range, got {value}", where, field=f"data.clip.pseudo.{name}")
 
 
 def category_index(gt: YTVISDataset) -> dict[int, int]:
@@ -119,15 +131,25 @@ class ClipDataset(torch.utils.data.Dataset):
         visible = sum(any(a.segmentations[t] is not None for t in frames) for a in anns)
         return video, anns, frames, visible
 
+    def _draw_pseudo(self, idx: int, rng: np.random.Generator):
+        """One annotated frame of the video, repeated T times (warped later)."""
+        video = self.gt.videos[self.video_ids[idx % len(self.video_ids)]]
+        anns = [a for a in self.gt.annotations_of(video.id) if not a.iscrowd]
+        t = int(rng.integers(0, video.length))
+        visible = sum(a.segmentations[t] is not None for a in anns)
+        return video, anns, [t] * self.cfg.num_frames, visible
+
     def __getitem__(self, idx: int) -> dict:
         rng = np.random.default_rng((self.seed, self.epoch, idx))
-        video, anns, frames, visible = self._draw(idx, rng)
+        pseudo = self.train and self.cfg.pseudo.prob > 0 and rng.random() < self.cfg.pseudo.prob
+        draw = self._draw_pseudo if pseudo else self._draw
+        video, anns, frames, visible = draw(idx, rng)
         for _ in range(4):  # a few tries for a clip showing enough instances
             if visible >= self.cfg.min_visible:
                 break
-            video, anns, frames, visible = self._draw(idx, rng)
+            video, anns, frames, visible = draw(idx, rng)
         imgs = []
-        for t in frames:
+        for t in frames[:1] if pseudo else frames:
             fname = video.file_names[t] if video.file_names else f"{video.name}/{t:05d}.jpg"
             img = read_image(self.image_root / fname)
             if img.shape[:2] != (video.height, video.width):
@@ -136,13 +158,17 @@ class ClipDataset(torch.utils.data.Dataset):
             imgs.append(img)
         images = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()  # [T, 3, H, W]
         m = len(anns)
-        masks = np.zeros((len(frames), m, video.height, video.width), dtype=bool)
+        read = frames[:1] if pseudo else frames  # a pseudo video decodes its one frame once
+        masks = np.zeros((len(read), m, video.height, video.width), dtype=bool)
         for j, a in enumerate(anns):
-            for k, t in enumerate(frames):
+            for k, t in enumerate(read):
                 if a.segmentations[t] is not None:
                     masks[k, j] = decode(a.segmentations[t]).astype(bool)
-        images, masks_t = apply_clip_aug(images, torch.from_numpy(masks), self.cfg.aug, rng,
-                                         self.train)
+        masks_t = torch.from_numpy(masks)
+        if pseudo:  # frames 1.. are random affine warps of frame 0 (before the clip's aug)
+            images, masks_t = pseudo_video(images[0], masks_t[0], len(frames), self.cfg.pseudo,
+                                           rng)
+        images, masks_t = apply_clip_aug(images, masks_t, self.cfg.aug, rng, self.train)
         labels = torch.tensor([self.cat_index[a.category_id] for a in anns], dtype=torch.int64)
         targets, seen = [], torch.zeros(m, dtype=torch.bool)
         for k in range(len(frames)):

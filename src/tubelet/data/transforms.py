@@ -2,6 +2,10 @@
 
 Frames are ``uint8 [T, 3, H, W]`` tensors and masks ``bool [T, M, H, W]``; boxes are derived from
 the masks after the transform, so they always agree.
+
+Pseudo videos (:func:`pseudo_video`): a clip made from one annotated frame, every later frame a
+random affine warp of it (rotation, scale, shift) -- the "3-frame pseudo videos with +-30 deg
+rotation" of Propose-Reduce's main training stage (after STM).
 """
 from __future__ import annotations
 
@@ -19,6 +23,72 @@ class ClipAugConfig:
     hflip_prob: float = 0.5                # horizontal flip probability
     crop_prob: float = 0.0                 # probability of a random crop before resizing
     crop_min_frac: float = 0.7             # crop side as a fraction of the image side, at least
+
+
+@dataclass
+class PseudoVideoConfig:
+    """Pseudo videos from single frames (``ClipConfig.pseudo``); off by default."""
+    prob: float = 0.0          # probability that a training clip is a pseudo video (1 = a stage
+    #                            made only of them: Propose-Reduce's main stage)
+    max_rotation: float = 30.0 # rotation drawn in [-this, this] degrees (paper: +-30)
+    max_scale: float = 0.1     # scale drawn in [1 - this, 1 + this]
+    max_shift: float = 0.1     # shift drawn in [-this, this] x the image side, per axis
+
+
+def affine_warp(images: torch.Tensor, masks: torch.Tensor, angle: float, scale: float,
+                shift: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp one frame by ``p' = s R(angle) (p - c) + c + shift`` (pixel centres, x right, y down,
+    c the image centre ``((W-1)/2, (H-1)/2)``; a positive angle turns x towards y, i.e. clockwise on
+    screen). Pixels whose source falls outside the frame become 0 / background.
+
+    Args:
+        images: ``uint8 [3, H, W]`` (bilinear). masks: ``bool [M, H, W]`` (nearest).
+        angle: degrees; scale: > 0; shift: (dx, dy) in pixels.
+    Returns:
+        (``uint8 [3, H, W]``, ``bool [M, H, W]``).
+    """
+    _, h, w = images.shape
+    a = np.deg2rad(angle)
+    cos, sin = np.cos(a) / scale, np.sin(a) / scale  # inverse map: R(-angle) / s
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                            torch.arange(w, dtype=torch.float64), indexing="ij")
+    u = xs - (w - 1) / 2 - shift[0]
+    v = ys - (h - 1) / 2 - shift[1]
+    src_x = cos * u + sin * v + (w - 1) / 2  # [H, W] source pixel of each output pixel
+    src_y = -sin * u + cos * v + (h - 1) / 2
+    grid = torch.stack([(2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1], -1)  # align_corners=False
+    grid = grid[None].float()  # [1, H, W, 2]
+    out = F.grid_sample(images[None].float(), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+    if masks.shape[0] == 0:
+        return out, masks.clone()
+    m = F.grid_sample(masks[None].float(), grid, mode="nearest", padding_mode="zeros",
+                      align_corners=False)[0] > 0.5
+    return out, m
+
+
+def pseudo_video(image: torch.Tensor, masks: torch.Tensor, num_frames: int,
+                 cfg: PseudoVideoConfig, rng: np.random.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``num_frames`` clip from one frame: frame 0 is the frame itself, each later frame an
+    independent random :func:`affine_warp` of it (one draw of angle, scale, shift per frame).
+
+    Args:
+        image: ``uint8 [3, H, W]``; masks: ``bool [M, H, W]``.
+    Returns:
+        (``uint8 [T, 3, H, W]``, ``bool [T, M, H, W]``).
+    """
+    _, h, w = image.shape
+    imgs, ms = [image], [masks]
+    for _ in range(num_frames - 1):
+        angle = float(rng.uniform(-cfg.max_rotation, cfg.max_rotation))
+        scale = float(rng.uniform(1 - cfg.max_scale, 1 + cfg.max_scale))
+        shift = (float(rng.uniform(-cfg.max_shift, cfg.max_shift)) * w,
+                 float(rng.uniform(-cfg.max_shift, cfg.max_shift)) * h)
+        im, m = affine_warp(image, masks, angle, scale, shift)
+        imgs.append(im)
+        ms.append(m)
+    return torch.stack(imgs), torch.stack(ms)
 
 
 def _resize_hw(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:

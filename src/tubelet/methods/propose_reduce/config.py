@@ -18,6 +18,8 @@ from tubelet.ops.reduce import ReduceConfig
 #: ICCV paper, θ 0.5); "agnostic+aware" hard NMS (θ 0.9) then category-aware soft-NMS (default,
 #: the challenge paper); "aware" the category-aware soft-NMS alone.
 REDUCTIONS = ("none", "agnostic", "agnostic+aware", "aware")
+#: sources of the reference frame's memory masks in training (``prop_memory``)
+PROP_MEMORIES = ("mask_head", "gt")
 
 
 def _cpu_rcnn() -> MaskRCNNConfig:
@@ -41,6 +43,10 @@ class ProposeReduceConfig:
     prop_ce_weight: float = 0.0    # weight of an auxiliary pixel cross-entropy on the soft
     #                                aggregation (STM's loss, in log space: no clamp, so a
     #                                saturated head still learns); 0 = the released code's loss
+    prop_memory: str = "mask_head" # the reference memory masks: "mask_head" = the mask head on
+    #                                the GT boxes, detached (released code, notes §1); "gt" = the
+    #                                GT masks (a from-scratch option: the head then learns from
+    #                                clean memories while the mask head is still poor)
     ref_det_loss: bool = False     # also take the detector losses on the reference frame (its
     #                                backbone pass is paid anyway); False = current frame only,
     #                                as in the released code

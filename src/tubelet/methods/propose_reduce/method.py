@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from tubelet.errors import InputError
 from tubelet.methods.base import FrameOutput, VISMethod
-from tubelet.methods.propose_reduce.config import (REDUCTIONS, ProposeReduceConfig,
-                                                   reduce_config)
+from tubelet.methods.propose_reduce.config import (PROP_MEMORIES, REDUCTIONS,
+                                                   ProposeReduceConfig, reduce_config)
 from tubelet.methods.propose_reduce.inference import (SequenceProposals, frame_outputs,
                                                       reduce_to_instances)
 from tubelet.methods.registry import register_method
@@ -58,6 +58,9 @@ class ProposeReduce(VISMethod):
         if cfg.reduction not in REDUCTIONS:
             raise InputError(f"unknown reduction {cfg.reduction!r}; choices: {list(REDUCTIONS)}",
                              field="model.reduction")
+        if cfg.prop_memory not in PROP_MEMORIES:
+            raise InputError(f"unknown memory source {cfg.prop_memory!r}; choices: "
+                             f"{list(PROP_MEMORIES)}", field="model.prop_memory")
         if cfg.num_keys < 1:
             raise InputError(f"must be >= 1, got {cfg.num_keys}", field="model.num_keys")
         self.cfg = cfg
@@ -125,7 +128,7 @@ class ProposeReduce(VISMethod):
         Objects: identities of the reference that are visible in a later frame, the first
         ``max_objects`` in the reference target's order (deterministic, so a resumed run draws
         the same). The memory starts with the reference (mask-head masks on the GT boxes,
-        detached, notes §1); with more than one current frame each prediction (the aggregated
+        detached, notes §1; the GT masks with ``prop_memory="gt"``); with more than one current frame each prediction (the aggregated
         probabilities, not detached) is written into the memory before the next frame, as STM
         trains on 3-frame clips. Losses: mean over the current frames in which an object is
         visible (an absent object's target is empty: background for the cross-entropy).
@@ -138,9 +141,12 @@ class ProposeReduce(VISMethod):
             return None, None, 0
         h, w = size
         fr = feats.frames(frames[0])
-        with torch.no_grad():  # memory masks are detached (notes §1)
-            mem_masks = self.rcnn.mask_probs_for_boxes(
-                fr, [tgts[0]["boxes"][objs]], [tgts[0]["labels"][objs]])[0]  # [M, h, w]
+        if self.cfg.prop_memory == "gt":  # option: the ground-truth masks
+            mem_masks = tgts[0]["masks"][objs][:, :h, :w].float()  # [M, h, w]
+        else:
+            with torch.no_grad():  # memory masks are detached (notes §1)
+                mem_masks = self.rcnn.mask_probs_for_boxes(
+                    fr, [tgts[0]["boxes"][objs]], [tgts[0]["labels"][objs]])[0]  # [M, h, w]
         keys, values = self.prop.encode_memory(fr.p2, mem_masks)  # [M, D_k, h16, w16], ...
         mem_k, mem_v = keys[:, :, None], values[:, :, None]  # [M, D, 1, h16, w16]
         ious, ces = [], []

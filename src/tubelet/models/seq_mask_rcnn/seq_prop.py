@@ -34,6 +34,9 @@ class SeqPropConfig:
     value_channels: int = 256     # D_v (256 paper)
     mem_step: int = 5             # propagation: write a frame into memory every mem_step (paper 5)
     mem_cap: int | None = 20      # frames kept in memory (None = unbounded, see PropagationMemory)
+    siamese_init: bool = False    # start the memory encoder as a copy of the query encoder, so
+    #                               keys of the same content match from step 0 (an init choice;
+    #                               the paper's head is randomly initialised)
 
     @classmethod
     def paper(cls, **overrides) -> "SeqPropConfig":
@@ -128,7 +131,7 @@ class SeqPropHead(nn.Module):
 
     def __init__(self, in_channels: int = 256, c2_channels: int = 256, c3_channels: int = 512,
                  channels: int = 256, key_channels: int = 64, value_channels: int = 256,
-                 mem_step: int = 5, mem_cap: int | None = 20):
+                 mem_step: int = 5, mem_cap: int | None = 20, siamese_init: bool = False):
         super().__init__()
         self.mem_step, self.mem_cap = mem_step, mem_cap
         self.mask_embed = nn.Conv2d(1, in_channels, 7, padding=3)
@@ -139,6 +142,8 @@ class SeqPropHead(nn.Module):
         self.refine3 = Refine(c3_channels, channels)  # 1/16 -> 1/8
         self.refine2 = Refine(c2_channels, channels)  # 1/8 -> 1/4
         self.predict = nn.Conv2d(channels, 2, 3, padding=1)
+        if siamese_init:
+            self.memory_encoder.load_state_dict(self.query_encoder.state_dict())
 
     @classmethod
     def from_config(cls, cfg: SeqPropConfig, **overrides) -> "SeqPropHead":
