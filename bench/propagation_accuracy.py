@@ -11,7 +11,8 @@ frames, soft aggregation, masks > 0.5 at the original size). Each propagated mas
 the object's ground truth in every later frame where the object is visible (mask IoU), bucketed
 by the distance to the key frame. The ``copy`` row is the do-nothing baseline: frame 0's ground-
 truth mask repeated in every frame. Any error comes from the Seq-Prop head, not the detector.
-Prints one JSON object.
+``by_size`` buckets the same pairs by the object's size in frame 0 (square root of its area, in
+pixels of the original frame). Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -37,8 +38,17 @@ from tubelet.video.reader import DatasetVideo  # noqa: E402
 BUCKETS = {"1-2": 2, "3-5": 5, "6-10": 10, "11-20": 20, "21+": None}
 
 
+# object size buckets: sqrt(frame-0 area) in pixels, upper bounds exclusive; the last one is open
+SIZES = {"<16": 16, "16-32": 32, "32-64": 64, "64+": None}
+
+
 def bucket(d: int) -> str:
     return next(name for name, hi in BUCKETS.items() if hi is None or d <= hi)
+
+
+def size_bucket(area: float) -> str:
+    side = float(np.sqrt(area))
+    return next(name for name, hi in SIZES.items() if hi is None or side < hi)
 
 
 def iou(a: dict | None, b: dict | None) -> float:
@@ -61,6 +71,7 @@ def main() -> None:
         raise SystemExit(f"{args.weights}: a {cfg.method} model, not propose-reduce")
     gt = load_ytvis(args.gt)
     scores = {"seq_prop": defaultdict(list), "copy": defaultdict(list)}
+    sized = {"seq_prop": defaultdict(list), "copy": defaultdict(list)}
     objects = 0
     with torch.inference_mode():
         for vid in sorted(gt.videos)[: args.videos]:
@@ -79,12 +90,15 @@ def main() -> None:
             model._propagate(video, props, first, 0, feats, key.to(feats.p2.device),
                              range(1, len(video)), (video.height, video.width))
             for k, a in enumerate(anns):
+                size = size_bucket(float(full[k].sum()))
                 for t in range(1, len(video)):
                     g = a.segmentations[t]
                     if g is None:
                         continue
-                    scores["seq_prop"][bucket(t)].append(iou(props.masks[first + k][t], g))
-                    scores["copy"][bucket(t)].append(iou(a.segmentations[0], g))
+                    for name, v in (("seq_prop", iou(props.masks[first + k][t], g)),
+                                    ("copy", iou(a.segmentations[0], g))):
+                        scores[name][bucket(t)].append(v)
+                        sized[name][size].append(v)
     out = {"weights": args.weights, "gt": args.gt, "videos": args.videos, "objects": objects,
            "overrides": args.overrides}
     for name, by in scores.items():
@@ -92,7 +106,10 @@ def main() -> None:
         out[name] = {"mean_iou": round(float(np.mean(every)), 4) if every else None,
                      "pairs": len(every),
                      "by_distance": {b: {"mean_iou": round(float(np.mean(by[b])), 4),
-                                         "pairs": len(by[b])} for b in BUCKETS if by[b]}}
+                                         "pairs": len(by[b])} for b in BUCKETS if by[b]},
+                     "by_size": {b: {"mean_iou": round(float(np.mean(sized[name][b])), 4),
+                                     "pairs": len(sized[name][b])}
+                                 for b in SIZES if sized[name][b]}}
     print(json.dumps(out, indent=1))
 
 

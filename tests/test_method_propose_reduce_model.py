@@ -181,10 +181,12 @@ def test_memory_masks_of_the_reference(source):
         assert not torch.equal(seen[0], gt)
 
 
-def test_unknown_memory_source_is_refused():
+@pytest.mark.parametrize("override,field", [("model.prop_memory=oracle", "prop_memory"),
+                                            ("model.seq_prop.mem_stride=4", "mem_stride")])
+def test_bad_head_options_are_refused_with_the_field_named(override, field):
     from tubelet.errors import InputError
-    cfg = load_experiment("configs/propose_reduce_tiny.yaml", ["model.prop_memory=oracle"])
-    with pytest.raises(InputError, match="prop_memory"):
+    cfg = load_experiment("configs/propose_reduce_tiny.yaml", [override])
+    with pytest.raises(InputError, match=field):
         build_method(cfg.method, cfg.model)
 
 

@@ -294,3 +294,22 @@ def test_siamese_init_starts_the_memory_encoder_as_the_query_encoder(siamese):
     p2 = torch.randn(1, 64, 8, 12)
     (mk, mv), (qk, qv) = head.encode_memory(p2, torch.ones(1, 32, 48)), head.encode_query(p2)
     assert torch.equal(mk, qk) == siamese and torch.equal(mv, qv) == siamese
+
+
+def test_memory_stride_8_option_same_parameters_four_times_the_positions():
+    torch.manual_seed(0)
+    s16 = SeqPropHead.from_config(SeqPropConfig.cpu())
+    s8 = SeqPropHead.from_config(SeqPropConfig.cpu(mem_stride=8))
+    shapes16 = {n: p.shape for n, p in s16.state_dict().items()}
+    assert shapes16 == {n: p.shape for n, p in s8.state_dict().items()}  # weights interchange
+    s8.load_state_dict(s16.state_dict())
+    p2, c3, c2 = torch.randn(1, 64, 12, 20), torch.randn(1, 32, 6, 10), torch.randn(1, 24, 12, 20)
+    with torch.no_grad():
+        k16, v16 = s16.encode_memory(p2, torch.ones(2, 48, 80))
+        k8, v8 = s8.encode_memory(p2, torch.ones(2, 48, 80))
+        probs = s8(k8[:, :, None], v8[:, :, None], p2, c3, c2, out_size=(45, 77))
+    assert k16.shape == (2, 32, 3, 5) and v16.shape == (2, 64, 3, 5)  # 48x80 / 16
+    assert k8.shape == (2, 32, 6, 10) and v8.shape == (2, 64, 6, 10)  # 48x80 / 8
+    assert probs.shape == (2, 45, 77) and bool(((probs >= 0) & (probs <= 1)).all())
+    with pytest.raises(ValueError, match="8 or 16"):
+        SeqPropHead.from_config(SeqPropConfig.cpu(mem_stride=4))

@@ -63,6 +63,9 @@ class ProposeReduce(VISMethod):
                              f"{list(PROP_MEMORIES)}", field="model.prop_memory")
         if cfg.num_keys < 1:
             raise InputError(f"must be >= 1, got {cfg.num_keys}", field="model.num_keys")
+        if cfg.seq_prop.mem_stride not in (8, 16):
+            raise InputError(f"must be 8 or 16, got {cfg.seq_prop.mem_stride}",
+                             field="model.seq_prop.mem_stride")
         self.cfg = cfg
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1) * 255,
                              persistent=False)

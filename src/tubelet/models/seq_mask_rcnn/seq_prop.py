@@ -11,7 +11,13 @@ Propose-Reduce supplementary Fig. 1 and REFERENCE_NOTES §1:
 
 Each object is a batch element (K objects); the query features of the frame are computed once
 and shared by all objects (broadcast over K). Shapes: K objects, T memory frames, D_k key and
-D_v value width; (h, w) = stride-16 size, (h4, w4) = P2/C2 size, (h8, w8) = C3 size.
+D_v value width; (h, w) = the memory's size (stride 16, the paper's; stride 8 with
+``mem_stride=8``), (h4, w4) = P2/C2 size, (h8, w8) = C3 size.
+
+``mem_stride=8`` (an option, not the paper's) makes the encoders' second ResBlock stride 1, so
+keys, values and the memory read live at stride 8: the same parameters (a strided 3x3 conv has the
+weights of an unstrided one), 4x the positions. Small objects (10-30 px) cover one or two cells
+at stride 16, and propagation IoU falls with object size (bench/propagation_accuracy.py).
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class SeqPropConfig:
     value_channels: int = 256     # D_v (256 paper)
     mem_step: int = 5             # propagation: write a frame into memory every mem_step (paper 5)
     mem_cap: int | None = 20      # frames kept in memory (None = unbounded, see PropagationMemory)
+    mem_stride: int = 16          # stride of keys / values / the memory read: 16 paper, 8 option
     siamese_init: bool = False    # start the memory encoder as a copy of the query encoder, so
     #                               keys of the same content match from step 0 (an init choice;
     #                               the paper's head is randomly initialised)
@@ -108,12 +115,16 @@ def memory_read(mem_keys: Tensor, mem_values: Tensor, query_keys: Tensor) -> Ten
 
 
 class _Encoder(nn.Module):
-    """Two stride-2 ResBlocks (stride 4 -> 16) and the key / value 1x1 projections."""
+    """Two ResBlocks (stride 2 then 2: 4 -> 16; with ``stride=8``, 2 then 1) and the key /
+    value 1x1 projections."""
 
-    def __init__(self, in_channels: int, channels: int, key_channels: int, value_channels: int):
+    def __init__(self, in_channels: int, channels: int, key_channels: int, value_channels: int,
+                 stride: int = 16):
         super().__init__()
+        if stride not in (8, 16):
+            raise ValueError(f"memory stride must be 8 or 16, got {stride}")
         self.fuse = nn.Sequential(ResBlock(in_channels, channels, stride=2),
-                                  ResBlock(channels, 2 * channels, stride=2))
+                                  ResBlock(channels, 2 * channels, stride=stride // 8))
         self.key = nn.Conv2d(2 * channels, key_channels, 1)
         self.value = nn.Conv2d(2 * channels, value_channels, 1)
 
@@ -131,15 +142,18 @@ class SeqPropHead(nn.Module):
 
     def __init__(self, in_channels: int = 256, c2_channels: int = 256, c3_channels: int = 512,
                  channels: int = 256, key_channels: int = 64, value_channels: int = 256,
-                 mem_step: int = 5, mem_cap: int | None = 20, siamese_init: bool = False):
+                 mem_step: int = 5, mem_cap: int | None = 20, mem_stride: int = 16,
+                 siamese_init: bool = False):
         super().__init__()
         self.mem_step, self.mem_cap = mem_step, mem_cap
         self.mask_embed = nn.Conv2d(1, in_channels, 7, padding=3)
-        self.memory_encoder = _Encoder(in_channels, channels, key_channels, value_channels)
-        self.query_encoder = _Encoder(in_channels, channels, key_channels, value_channels)
+        self.memory_encoder = _Encoder(in_channels, channels, key_channels, value_channels,
+                                       mem_stride)
+        self.query_encoder = _Encoder(in_channels, channels, key_channels, value_channels,
+                                      mem_stride)
         self.fuse = nn.Conv2d(2 * value_channels, channels, 3, padding=1)
         self.res = ResBlock(channels)
-        self.refine3 = Refine(c3_channels, channels)  # 1/16 -> 1/8
+        self.refine3 = Refine(c3_channels, channels)  # 1/16 -> 1/8 (1/8 -> 1/8 at mem_stride 8)
         self.refine2 = Refine(c2_channels, channels)  # 1/8 -> 1/4
         self.predict = nn.Conv2d(channels, 2, 3, padding=1)
         if siamese_init:
@@ -158,7 +172,7 @@ class SeqPropHead(nn.Module):
                 ``H <= 4 h4``; padded bottom / right to ``4 h4`` x ``4 w4`` (the padded input),
                 then bilinearly resized to P2's size, as in the released code.
         Returns:
-            keys ``[K, D_k, h, w]``, values ``[K, D_v, h, w]`` (stride 16).
+            keys ``[K, D_k, h, w]``, values ``[K, D_v, h, w]`` (stride 16, or ``mem_stride``).
         """
         h4, w4 = p2.shape[-2:]
         if masks.shape[-2] > 4 * h4 or masks.shape[-1] > 4 * w4:
