@@ -35,12 +35,8 @@ from tubelet.data.transforms import ClipAugConfig  # noqa: E402
 from tubelet.engine.loading import load_method  # noqa: E402
 from tubelet.models.seq_mask_rcnn import SeqPropHead, soft_aggregate  # noqa: E402
 
-SIZES = {"<16": 16, "16-32": 32, "32-64": 64, "64+": None}
-
-
-def size_bucket(area: float) -> str:
-    side = area ** 0.5
-    return next(name for name, hi in SIZES.items() if hi is None or side < hi)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from propagation_accuracy import SIZES, size_bucket  # noqa: E402  (one set of size buckets)
 
 
 def pair_ious(model, ds: ClipDataset, pairs: int) -> dict:
