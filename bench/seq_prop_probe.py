@@ -8,7 +8,7 @@
 The detector (backbone, FPN, RoI heads) of a trained propose-reduce file is frozen and the Seq-Prop
 head re-initialised (``--keep-head``: fine-tune the trained one) from the config after the
 overrides; the head alone trains on the bench train split's (reference, current) pairs -- the
-method's own ``_prop_loss`` (soft IoU, plus the cross-entropy with ``model.prop_ce_weight``),
+method's own ``prop_losses`` (soft IoU, plus the cross-entropy with ``model.prop_ce_weight``),
 batches of 2 clips, gradient clipping 1 (35 with SGD, the paper's). Every ``--eval-every`` steps
 the head propagates ground-truth reference masks to the next frame (gap 1-2) on 20 fixed pairs of
 the train and of the valid split; the report gives the mean IoU of the aggregated masks (> 0.5)
@@ -121,22 +121,16 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     for step in range(1, args.steps + 1):
         b = collate_clips([train[(2 * step + i) % len(train)] for i in range(2)])
-        bsz, t = b["images"].shape[:2]
+        t = b["images"].shape[1]
         sizes = [tuple(s) for s in b["image_sizes"]]
         with torch.no_grad():
             feats = model.rcnn.extract(model.normalize(b["images"].flatten(0, 1)),
                                        [s for s in sizes for _ in range(t)])
         targets = [tg for c in b["targets"] for tg in c]
-        losses = []
-        for i in range(bsz):
-            iou, ce, n = model._prop_loss(feats, list(range(i * t, (i + 1) * t)),
-                                          targets[i * t:(i + 1) * t], sizes[i])
-            if n:
-                losses.append(iou * cfg.model.prop_loss_weight
-                              + (cfg.model.prop_ce_weight * ce if ce is not None else 0.0))
-        if losses:
+        losses = model.prop_losses(feats, targets, sizes, t)  # the method's own head losses
+        if float(losses["prop_objects"]):
             opt.zero_grad()
-            torch.stack(losses).mean().backward()
+            sum(v for k, v in losses.items() if k.startswith("loss")).backward()
             torch.nn.utils.clip_grad_norm_(params, clip_norm)
             opt.step()
         if step % args.eval_every == 0 or step == args.steps:

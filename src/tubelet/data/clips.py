@@ -124,32 +124,29 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.video_ids) * self.cfg.samples_per_video
 
-    def _draw(self, idx: int, rng: np.random.Generator):
+    def _draw(self, idx: int, rng: np.random.Generator, pseudo: bool = False):
+        """The clip's video, its annotations, T frame indices and how many instances they show;
+        a pseudo video draws one frame and repeats it T times (warped later)."""
         video = self.gt.videos[self.video_ids[idx % len(self.video_ids)]]
         anns = [a for a in self.gt.annotations_of(video.id) if not a.iscrowd]
-        frames = sample_frames(video.length, self.cfg.num_frames, self.cfg.gap_range, rng)
+        if pseudo:
+            frames = [int(rng.integers(0, video.length))] * self.cfg.num_frames
+        else:
+            frames = sample_frames(video.length, self.cfg.num_frames, self.cfg.gap_range, rng)
         visible = sum(any(a.segmentations[t] is not None for t in frames) for a in anns)
         return video, anns, frames, visible
-
-    def _draw_pseudo(self, idx: int, rng: np.random.Generator):
-        """One annotated frame of the video, repeated T times (warped later)."""
-        video = self.gt.videos[self.video_ids[idx % len(self.video_ids)]]
-        anns = [a for a in self.gt.annotations_of(video.id) if not a.iscrowd]
-        t = int(rng.integers(0, video.length))
-        visible = sum(a.segmentations[t] is not None for a in anns)
-        return video, anns, [t] * self.cfg.num_frames, visible
 
     def __getitem__(self, idx: int) -> dict:
         rng = np.random.default_rng((self.seed, self.epoch, idx))
         pseudo = self.train and self.cfg.pseudo.prob > 0 and rng.random() < self.cfg.pseudo.prob
-        draw = self._draw_pseudo if pseudo else self._draw
-        video, anns, frames, visible = draw(idx, rng)
+        video, anns, frames, visible = self._draw(idx, rng, pseudo)
         for _ in range(4):  # a few tries for a clip showing enough instances
             if visible >= self.cfg.min_visible:
                 break
-            video, anns, frames, visible = draw(idx, rng)
+            video, anns, frames, visible = self._draw(idx, rng, pseudo)
+        read = frames[:1] if pseudo else frames  # a pseudo video decodes its one frame once
         imgs = []
-        for t in frames[:1] if pseudo else frames:
+        for t in read:
             fname = video.file_names[t] if video.file_names else f"{video.name}/{t:05d}.jpg"
             img = read_image(self.image_root / fname)
             if img.shape[:2] != (video.height, video.width):
@@ -158,7 +155,6 @@ class ClipDataset(torch.utils.data.Dataset):
             imgs.append(img)
         images = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()  # [T, 3, H, W]
         m = len(anns)
-        read = frames[:1] if pseudo else frames  # a pseudo video decodes its one frame once
         masks = np.zeros((len(read), m, video.height, video.width), dtype=bool)
         for j, a in enumerate(anns):
             for k, t in enumerate(read):

@@ -56,8 +56,8 @@ def affine_warp(images: torch.Tensor, masks: torch.Tensor, angle: float, scale: 
     v = ys - (h - 1) / 2 - shift[1]
     src_x = cos * u + sin * v + (w - 1) / 2  # [H, W] source pixel of each output pixel
     src_y = -sin * u + cos * v + (h - 1) / 2
-    grid = torch.stack([(2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1], -1)  # align_corners=False
-    grid = grid[None].float()  # [1, H, W, 2]
+    # normalised sampling grid [1, H, W, 2] (align_corners=False)
+    grid = torch.stack([(2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1], -1)[None].float()
     out = F.grid_sample(images[None].float(), grid, mode="bilinear", padding_mode="zeros",
                         align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
     if masks.shape[0] == 0:

@@ -41,9 +41,9 @@ from tubelet.methods.propose_reduce.inference import (SequenceProposals, frame_o
                                                       reduce_to_instances)
 from tubelet.methods.registry import register_method
 from tubelet.methods.track_by_detect import normalize_images, preprocess_frame
-from tubelet.models.seq_mask_rcnn import (FrameFeatures, FrameMaskRCNN, PropagationMemory,
-                                          SeqPropHead, mask_boxes, soft_aggregate,
-                                          soft_aggregate_ce_loss, soft_iou_loss)
+from tubelet.models.seq_mask_rcnn import (MEM_STRIDES, FrameFeatures, FrameMaskRCNN,
+                                          PropagationMemory, SeqPropHead, mask_boxes,
+                                          soft_aggregate, soft_aggregate_ce_loss, soft_iou_loss)
 from tubelet.ops.key_frames import key_frames
 from tubelet.ops.seq_nms import mask_nms
 from tubelet.structures import VideoInstances, encode_many
@@ -63,8 +63,9 @@ class ProposeReduce(VISMethod):
                              f"{list(PROP_MEMORIES)}", field="model.prop_memory")
         if cfg.num_keys < 1:
             raise InputError(f"must be >= 1, got {cfg.num_keys}", field="model.num_keys")
-        if cfg.seq_prop.mem_stride not in (8, 16):
-            raise InputError(f"must be 8 or 16, got {cfg.seq_prop.mem_stride}",
+        if cfg.seq_prop.mem_stride not in MEM_STRIDES:
+            raise InputError(f"must be one of {list(MEM_STRIDES)}, got "
+                             f"{cfg.seq_prop.mem_stride}",
                              field="model.seq_prop.mem_stride")
         self.cfg = cfg
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1) * 255,
@@ -104,7 +105,16 @@ class ProposeReduce(VISMethod):
         targets = [tg for clip in batch["targets"] for tg in clip]  # B T frame targets
         det = [i for i in range(b * t) if self.cfg.ref_det_loss or i % t]
         losses = self.rcnn.losses(feats.frames(det), [targets[i] for i in det])
-        prop, ce, objects = [], [], 0
+        return {**losses, **self.prop_losses(feats, targets, sizes, t)}
+
+    def prop_losses(self, feats: FrameFeatures, targets: list[dict],
+                    sizes: list[tuple[int, int]], t: int) -> dict[str, torch.Tensor]:
+        """The Seq-Prop head's losses on a batch of B clips of ``t`` frames whose features
+        ``feats`` (B t frames, clip-major) are extracted: ``loss_prop`` (``loss_prop_ce`` with the
+        option), weighted, and the logging-only ``prop_objects`` (objects per clip). Each clip
+        goes through :meth:`_prop_loss`; the losses are means over the clips with an object."""
+        b = len(sizes)
+        losses, prop, ce, objects = {}, [], [], 0
         for i in range(b):
             loss, loss_ce, n = self._prop_loss(feats, list(range(i * t, (i + 1) * t)),
                                                targets[i * t:(i + 1) * t], sizes[i])
@@ -131,10 +141,11 @@ class ProposeReduce(VISMethod):
         Objects: identities of the reference that are visible in a later frame, the first
         ``max_objects`` in the reference target's order (deterministic, so a resumed run draws
         the same). The memory starts with the reference (mask-head masks on the GT boxes,
-        detached, notes §1; the GT masks with ``prop_memory="gt"``); with more than one current frame each prediction (the aggregated
-        probabilities, not detached) is written into the memory before the next frame, as STM
-        trains on 3-frame clips. Losses: mean over the current frames in which an object is
-        visible (an absent object's target is empty: background for the cross-entropy).
+        detached, notes §1; the GT masks with ``prop_memory="gt"``); with more than one current
+        frame each prediction (the aggregated probabilities, not detached) is written into the
+        memory before the next frame, as STM trains on 3-frame clips. Losses: mean over the
+        current frames in which an object is visible (an absent object's target is empty:
+        background for the cross-entropy).
         """
         ids_r = tgts[0]["ids"].tolist()
         later = [tg["ids"].tolist() for tg in tgts[1:]]

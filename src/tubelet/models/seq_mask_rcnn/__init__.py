@@ -25,10 +25,10 @@ from tubelet.models.seq_mask_rcnn.boxes import mask_boxes
 from tubelet.models.seq_mask_rcnn.mask_rcnn import FrameMaskRCNN, MaskRCNNConfig
 from tubelet.models.seq_mask_rcnn.memory import PropagationMemory
 from tubelet.models.seq_mask_rcnn.outputs import FrameFeatures, FrameOutputs, RCNNDetections
-from tubelet.models.seq_mask_rcnn.seq_prop import (Refine, ResBlock, SeqPropConfig, SeqPropHead,
-                                                   memory_read)
+from tubelet.models.seq_mask_rcnn.seq_prop import (MEM_STRIDES, Refine, ResBlock, SeqPropConfig,
+                                                   SeqPropHead, memory_read)
 
 __all__ = ["FrameMaskRCNN", "MaskRCNNConfig", "FrameFeatures", "FrameOutputs", "RCNNDetections",
-           "SeqPropHead", "SeqPropConfig", "ResBlock", "Refine", "memory_read", "soft_aggregate",
-           "soft_aggregate_logits", "soft_aggregate_log_probs", "soft_aggregate_ce_loss",
+           "SeqPropHead", "SeqPropConfig", "MEM_STRIDES", "ResBlock", "Refine", "memory_read",
+           "soft_aggregate", "soft_aggregate_logits", "soft_aggregate_log_probs", "soft_aggregate_ce_loss",
            "soft_iou_loss", "PropagationMemory", "mask_boxes"]

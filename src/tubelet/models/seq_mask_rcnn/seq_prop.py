@@ -29,6 +29,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+#: strides the memory read can run at (``SeqPropConfig.mem_stride``): 16 the paper's, 8 an option
+MEM_STRIDES = (8, 16)
+
+
 @dataclass
 class SeqPropConfig:
     """Constructor arguments of :class:`SeqPropHead` (YAML presets map onto this)."""
@@ -121,7 +125,7 @@ class _Encoder(nn.Module):
     def __init__(self, in_channels: int, channels: int, key_channels: int, value_channels: int,
                  stride: int = 16):
         super().__init__()
-        if stride not in (8, 16):
+        if stride not in MEM_STRIDES:
             raise ValueError(f"memory stride must be 8 or 16, got {stride}")
         self.fuse = nn.Sequential(ResBlock(in_channels, channels, stride=2),
                                   ResBlock(channels, 2 * channels, stride=stride // 8))
