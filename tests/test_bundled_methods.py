@@ -55,3 +55,14 @@ def test_bundled_iai_weights_carry_the_bench_configs_newcomer_gate():
     _, cfg = load_method(None, str(bundled_weights("iai-condinst")))
     want = load_experiment("configs/iai_condinst_bench.yaml").model.iai.new_thr
     assert want > 0 and cfg.model.iai.new_thr == want
+
+
+def test_bundled_yolov4_weights_carry_their_configs_backbone_and_the_papers_gates():
+    # exported with --config configs/yolov4_seg_bench_imagenet.yaml: the MobileNetV2 backbone and
+    # the paper's gates (detector 0.5, tracker entry 0.6, mean confidence 0.6) travel with the file
+    from tubelet.engine.config import load_experiment
+    _, cfg = load_method(None, str(bundled_weights("yolov4-seg")))
+    want = load_experiment("configs/yolov4_seg_bench_imagenet.yaml").model
+    assert cfg.model.model.backbone == want.model.backbone == "mobilenet_v2"
+    assert (cfg.model.model.conf_thr, cfg.model.greedy.score_thr,
+            cfg.model.greedy.mean_score_thr) == (0.5, 0.6, 0.6)
