@@ -78,3 +78,27 @@ def test_method_fused_predictions_match_and_training_refused():
     assert (a.masks != b.masks).mean() < 1e-3  # threshold flips from rounding only
     with pytest.raises(RuntimeError, match="fused"):
         m.train()
+
+
+def test_yolov4_frozen_dense_matches_eager_and_is_used():
+    # yolov4-seg's fuse step runs backbone + neck + heads as a frozen TorchScript graph per shape:
+    # the same detections as the plain model (up to oneDNN rounding)
+    from tubelet.methods import build_method
+    from tubelet.engine.config import load_experiment
+    cfg = load_experiment("configs/yolov4_seg_tiny.yaml", ["model.model.conf_thr=0.0"])
+    torch.manual_seed(0)
+    m = build_method(cfg.method, cfg.model).eval()
+    _randomise_bn(m)
+    ref = copy.deepcopy(m)
+    m.fuse_for_inference()
+    frozen = m.detector.frozen_dense
+    assert frozen is not None and not frozen.graphs
+    frame = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    a, b = ref.detect_frame(frame), m.detect_frame(frame)
+    assert len(frozen.graphs) == 1  # traced once for this input shape
+    assert len(a.scores) == len(b.scores) > 0
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(a.boxes, b.boxes, rtol=1e-3, atol=1e-2)
+    assert (a.masks != b.masks).mean() < 1e-3
+    m.detect_frame(frame)
+    assert len(frozen.graphs) == 1  # the same shape reuses its graph

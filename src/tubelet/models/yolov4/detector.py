@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from tubelet.models.backbones import Backbone
 from tubelet.models.condinst.postprocess import Detections
+from tubelet.models.frozen import FrozenByShape
 from tubelet.models.weights import is_random_init
 from tubelet.models.yolov4.anchors import default_anchors
 from tubelet.models.yolov4.boxes import Proposals, activate, decode, make_grid, select_proposals
@@ -55,6 +56,27 @@ class LossTerms:
     raw: Tensor
     valid: Tensor
     terms: Tensor
+
+
+class _Dense(nn.Module):
+    """The dense part of :meth:`YOLOv4Seg.forward_heads` (backbone, SPP + PAN neck, heads,
+    embedding convs) as one module for :class:`FrozenByShape` to trace at inference."""
+
+    def __init__(self, net: "YOLOv4Seg"):
+        super().__init__()
+        self.backbone, self.neck, self.heads, self.embeds = (net.backbone, net.neck, net.heads,
+                                                             net.embeds)
+
+    def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        return dense_outputs(self, images)
+
+
+def dense_outputs(net: nn.Module, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """``net``'s backbone, neck, heads and embeds on images ``[B, 3, H, W]`` -> per level the
+    head maps ``[B, A (5 + C), H_l, W_l]`` and the embeddings ``[B, E, H_l, W_l]``."""
+    feats = net.neck(net.backbone(images))  # [n2, n3, n4, n5]
+    return ([head(f) for f, head in zip(feats, net.heads)],
+            [emb(f) for emb, f in zip(net.embeds, feats)])
 
 
 class YOLOv4Seg(nn.Module):
@@ -112,14 +134,23 @@ class YOLOv4Seg(nn.Module):
     # ------------------------------------------------------------------------------------------
     def forward_heads(self, images: Tensor) -> HeadOutputs:
         """images ``[B, 3, H, W]`` -> :class:`HeadOutputs`."""
-        feats = self.neck(self.backbone(images))  # [n2, n3, n4, n5]
+        frozen = getattr(self, "frozen_dense", None)  # set by fuse_for_inference
+        if frozen is not None and not self.training:
+            heads, embeds = frozen(images)
+        else:
+            heads, embeds = dense_outputs(self, images)
         a = self.cfg.anchors_per_level
         raw = []
-        for f, head in zip(feats, self.heads):
-            p = head(f)  # [B, A (5 + C), H, W]
+        for p in heads:  # [B, A (5 + C), H, W]
             b, _, h, w = p.shape
-            raw.append(p.view(b, a, -1, h, w).permute(0, 1, 3, 4, 2))  # [B, A, H, W, 5 + C]
-        return HeadOutputs(raw, [emb(f) for emb, f in zip(self.embeds, feats)])
+            raw.append(p.reshape(b, a, -1, h, w).permute(0, 1, 3, 4, 2))  # [B, A, H, W, 5 + C]
+        return HeadOutputs(raw, list(embeds))
+
+    def fuse_for_inference(self) -> None:
+        """At inference (``predict``), run the dense part (backbone, neck, heads, embedding
+        convs) as a TorchScript graph frozen per input shape (:class:`FrozenByShape`; oneDNN
+        fuses e.g. MobileNetV2's conv + ReLU6). One-way, like BatchNorm folding."""
+        self.frozen_dense = FrozenByShape(_Dense(self))
 
     def _proposals(self, outputs: HeadOutputs, b: int, conf_thr: float,
                    max_proposals: int) -> Proposals:
