@@ -121,6 +121,7 @@ class YOLOv4Seg(nn.Module):
             raise ValueError(f"anchors must be [{levels}, {a}, 2], got {tuple(anchors.shape)}")
         self.register_buffer("anchors", anchors)  # [L, A, 2], saved with the weights
         self.num_classes = c
+        self.frozen_dense: FrozenByShape | None = None  # set by fuse_for_inference
 
     @classmethod
     def from_config(cls, cfg: YOLOv4SegConfig, **overrides) -> "YOLOv4Seg":
@@ -134,9 +135,8 @@ class YOLOv4Seg(nn.Module):
     # ------------------------------------------------------------------------------------------
     def forward_heads(self, images: Tensor) -> HeadOutputs:
         """images ``[B, 3, H, W]`` -> :class:`HeadOutputs`."""
-        frozen = getattr(self, "frozen_dense", None)  # set by fuse_for_inference
-        if frozen is not None and not self.training:
-            heads, embeds = frozen(images)
+        if self.frozen_dense is not None and not self.training:
+            heads, embeds = self.frozen_dense(images)
         else:
             heads, embeds = dense_outputs(self, images)
         a = self.cfg.anchors_per_level
