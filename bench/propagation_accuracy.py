@@ -36,8 +36,6 @@ from tubelet.video.reader import DatasetVideo  # noqa: E402
 
 # distance buckets (frames from the key frame), in report order; the last one is open
 BUCKETS = {"1-2": 2, "3-5": 5, "6-10": 10, "11-20": 20, "21+": None}
-
-
 # object size buckets: sqrt(frame-0 area) in pixels, upper bounds exclusive; the last one is open
 SIZES = {"<16": 16, "16-32": 32, "32-64": 64, "64+": None}
 
@@ -49,6 +47,14 @@ def bucket(d: int) -> str:
 def size_bucket(area: float) -> str:
     side = float(np.sqrt(area))
     return next(name for name, hi in SIZES.items() if hi is None or side < hi)
+
+
+def load_propose_reduce(weights: str, overrides: list[str], fuse: bool = True):
+    """``(model, cfg)`` of a propose-reduce weights file; any other method is refused."""
+    model, cfg = load_method(None, weights, overrides, fuse=fuse)
+    if cfg.method != "propose-reduce":
+        raise SystemExit(f"{weights}: a {cfg.method} model, not propose-reduce")
+    return model, cfg
 
 
 def iou(a: dict | None, b: dict | None) -> float:
@@ -66,9 +72,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, cfg = load_method(None, args.weights, args.overrides)
-    if cfg.method != "propose-reduce":
-        raise SystemExit(f"{args.weights}: a {cfg.method} model, not propose-reduce")
+    model, cfg = load_propose_reduce(args.weights, args.overrides)
     gt = load_ytvis(args.gt)
     scores = {"seq_prop": defaultdict(list), "copy": defaultdict(list)}
     sized = {"seq_prop": defaultdict(list), "copy": defaultdict(list)}

@@ -32,11 +32,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 from tubelet.data.clips import ClipConfig, ClipDataset, collate_clips  # noqa: E402
 from tubelet.data.transforms import ClipAugConfig  # noqa: E402
-from tubelet.engine.loading import load_method  # noqa: E402
-from tubelet.models.seq_mask_rcnn import SeqPropHead, soft_aggregate  # noqa: E402
+from tubelet.models.seq_mask_rcnn import soft_aggregate  # noqa: E402
+from tubelet.ops.mask_iou import mask_iou_dense  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from propagation_accuracy import SIZES, size_bucket  # noqa: E402  (one set of size buckets)
+from propagation_accuracy import SIZES, load_propose_reduce, size_bucket  # noqa: E402
 
 
 def pair_ious(model, ds: ClipDataset, pairs: int) -> dict:
@@ -59,11 +59,9 @@ def pair_ious(model, ds: ClipDataset, pairs: int) -> dict:
             p = model.prop(k[:, :, None], v[:, :, None], fc.p2, fc.c3, fc.c2, out_size=(h, w))
             pred = soft_aggregate(p)[1:] > 0.5  # [M, h, w]
         fg.append(float(pred.float().sum() / truth.float().sum().clamp(min=1)))
-        for m in range(len(objs)):
-            s = size_bucket(float(truth[m].sum()))
-            for store, guess in ((got, pred[m]), (copy, mem[m])):
-                union = float((guess | truth[m]).sum())
-                store[s].append(float((guess & truth[m]).sum()) / max(union, 1.0))
+        for store, guess in ((got, pred), (copy, mem)):
+            for m, v in enumerate(mask_iou_dense(guess, truth).diagonal().tolist()):
+                store[size_bucket(float(truth[m].sum()))].append(v)
 
     def mean(xs):
         return round(sum(xs) / len(xs), 4) if xs else None
@@ -90,14 +88,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model, cfg = load_method(None, args.weights, args.overrides, fuse=False)
-    if cfg.method != "propose-reduce":
-        raise SystemExit(f"{args.weights}: a {cfg.method} model, not propose-reduce")
+    model, cfg = load_propose_reduce(args.weights, args.overrides, fuse=False)
     if not args.keep_head:
-        widths = model.rcnn.backbone.out_channels
-        model.prop = SeqPropHead.from_config(cfg.model.seq_prop,
-                                             in_channels=cfg.model.model.fpn_channels,
-                                             c2_channels=widths["c2"], c3_channels=widths["c3"])
+        model.prop = model.new_prop_head()  # as the method builds it, from the overridden config
     model.rcnn.requires_grad_(False)
     model.rcnn.eval()
     model.prop.train()

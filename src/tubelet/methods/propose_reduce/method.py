@@ -73,10 +73,15 @@ class ProposeReduce(VISMethod):
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1) * 255,
                              persistent=False)
         self.rcnn = FrameMaskRCNN.from_config(cfg.model)
-        widths = self.rcnn.backbone.out_channels
-        self.prop = SeqPropHead.from_config(cfg.seq_prop, in_channels=cfg.model.fpn_channels,
-                                            c2_channels=widths["c2"], c3_channels=widths["c3"])
+        self.prop = self.new_prop_head()
         self.set_categories([(i + 1, f"class{i + 1}") for i in range(cfg.model.num_classes)])
+
+    def new_prop_head(self) -> SeqPropHead:
+        """A freshly initialised Seq-Prop head for this detector's widths and ``cfg.seq_prop``
+        (the constructor's; bench/seq_prop_probe.py re-initialises the head with it)."""
+        widths = self.rcnn.backbone.out_channels
+        return SeqPropHead.from_config(self.cfg.seq_prop, in_channels=self.cfg.model.fpn_channels,
+                                       c2_channels=widths["c2"], c3_channels=widths["c3"])
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``[B, 3, H, W]`` -> ImageNet-normalised float (:func:`normalize_images`)."""

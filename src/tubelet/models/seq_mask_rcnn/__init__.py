@@ -30,5 +30,5 @@ from tubelet.models.seq_mask_rcnn.seq_prop import (MEM_STRIDES, Refine, ResBlock
 
 __all__ = ["FrameMaskRCNN", "MaskRCNNConfig", "FrameFeatures", "FrameOutputs", "RCNNDetections",
            "SeqPropHead", "SeqPropConfig", "MEM_STRIDES", "ResBlock", "Refine", "memory_read",
-           "soft_aggregate", "soft_aggregate_logits", "soft_aggregate_log_probs", "soft_aggregate_ce_loss",
-           "soft_iou_loss", "PropagationMemory", "mask_boxes"]
+           "soft_aggregate", "soft_aggregate_logits", "soft_aggregate_log_probs",
+           "soft_aggregate_ce_loss", "soft_iou_loss", "PropagationMemory", "mask_boxes"]

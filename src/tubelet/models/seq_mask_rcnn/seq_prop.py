@@ -126,7 +126,8 @@ class _Encoder(nn.Module):
                  stride: int = 16):
         super().__init__()
         if stride not in MEM_STRIDES:
-            raise ValueError(f"memory stride must be 8 or 16, got {stride}")
+            raise ValueError(f"memory stride must be {' or '.join(map(str, MEM_STRIDES))}, "
+                             f"got {stride}")
         self.fuse = nn.Sequential(ResBlock(in_channels, channels, stride=2),
                                   ResBlock(channels, 2 * channels, stride=stride // 8))
         self.key = nn.Conv2d(2 * channels, key_channels, 1)
