@@ -3,7 +3,8 @@
 ``torch.jit.freeze`` inlines the weights as constants and lets the graph optimiser fold and fuse
 (e.g. conv + ReLU6 into one oneDNN call), which on a 2-core CPU runs a MobileNetV2 + FPN about
 15-20 % faster than eager PyTorch. A trace holds for the shapes it saw, so one graph is kept per
-input shape (a video has one), at most ``max_shapes`` of them (the oldest is dropped).
+input shape (a video has one), at most ``max_shapes`` of them (the oldest is dropped). A module
+of several tensor inputs is keyed by all their shapes.
 Inference only: the frozen graph has no gradients and ignores later changes to the weights.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 
 class FrozenByShape:
-    """``module(x)`` computed by a frozen trace of ``module`` made for ``x``'s shape.
+    """``module(*xs)`` computed by a frozen trace of ``module`` made for the shapes of ``xs``.
 
     Not an ``nn.Module``: the wrapped module's parameters stay where they are (state dicts are
     unchanged) and the frozen graphs are a cache."""
@@ -25,12 +26,13 @@ class FrozenByShape:
         self.max_shapes = max_shapes
         self.graphs: dict[tuple, torch.jit.ScriptModule] = {}
 
-    def key(self, x: Tensor) -> tuple:
-        return (tuple(x.shape), x.dtype, str(x.device),
-                x.is_contiguous(memory_format=torch.channels_last))
+    @staticmethod
+    def key(*xs: Tensor) -> tuple:
+        return tuple((tuple(x.shape), x.dtype, str(x.device),
+                      x.is_contiguous(memory_format=torch.channels_last)) for x in xs)
 
-    def __call__(self, x: Tensor):
-        k = self.key(x)
+    def __call__(self, *xs: Tensor):
+        k = self.key(*xs)
         graph = self.graphs.get(k)
         if graph is None:
             if len(self.graphs) >= self.max_shapes:
@@ -41,8 +43,9 @@ class FrozenByShape:
                 warnings.simplefilter("ignore", FutureWarning)
                 # shape checks become constants of the trace: right, as a graph serves one shape
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                example = x.clone()  # a normal tensor even when called under inference_mode
+                # normal tensors even when called under inference_mode
+                example = tuple(x.clone() for x in xs)
                 traced = torch.jit.trace(self.module, example, strict=False, check_trace=False)
                 graph = torch.jit.freeze(traced)
             self.graphs[k] = graph
-        return graph(x)
+        return graph(*xs)

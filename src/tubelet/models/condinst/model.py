@@ -122,10 +122,19 @@ class _Dense(nn.Module):
         self.mask_branch, self.head_features = net.mask_branch, list(net.head_features)
 
     def forward(self, images: Tensor):
-        pyramid = self.fpn(self.backbone(images))
-        head = self.head([pyramid[k] for k in self.head_features], with_controller=False)
-        return (pyramid, head["cls"], head["box"], head["ctr"], head["features"],
-                head["box_feats"], self.mask_branch(pyramid))
+        return dense_from_features(self, self.backbone(images))
+
+
+def dense_from_features(net: nn.Module, feats: dict[str, Tensor]) -> tuple:
+    """``net``'s FPN, head towers (lazy controller) and mask branch on backbone features ->
+    ``(pyramid, cls, box, ctr, features, box_feats, mask_feats)`` (per-level lists as
+    :meth:`FCOSHead.forward`'s); :meth:`CondInst.heads_from_dense` turns it into
+    :class:`HeadOutputs`. ``net`` has CondInst's ``fpn``, ``head``, ``mask_branch`` and
+    ``head_features``."""
+    pyramid = net.fpn(feats)
+    head = net.head([pyramid[k] for k in net.head_features], with_controller=False)
+    return (pyramid, head["cls"], head["box"], head["ctr"], head["features"],
+            head["box_feats"], net.mask_branch(pyramid))
 
 
 class CondInst(nn.Module):
@@ -187,11 +196,16 @@ class CondInst(nn.Module):
         ``controller`` None and keep the box-tower maps for :meth:`controller_params`)."""
         size = tuple(images.shape[-2:])
         if self.frozen_dense is not None and not self.training and lazy_controller:
-            pyramid, cls, box, ctr, feats, box_feats, mask_feats = self.frozen_dense(images)
-            head = {"cls": cls, "box": box, "ctr": ctr, "features": feats, "controller": [],
-                    "box_feats": box_feats}
-            return self.heads_from_pyramid(pyramid, size, lazy_controller, head, mask_feats)
+            return self.heads_from_dense(self.frozen_dense(images), size)
         return self.heads_from_features(self.backbone(images), size, lazy_controller)
+
+    def heads_from_dense(self, dense: tuple, image_size: tuple[int, int]) -> HeadOutputs:
+        """:func:`dense_from_features`' tuple (e.g. from a frozen graph) -> :class:`HeadOutputs`
+        with the controller left lazy."""
+        pyramid, cls, box, ctr, feats, box_feats, mask_feats = dense
+        head = {"cls": cls, "box": box, "ctr": ctr, "features": feats, "controller": [],
+                "box_feats": box_feats}
+        return self.heads_from_pyramid(pyramid, image_size, True, head, mask_feats)
 
     def fuse_for_inference(self) -> None:
         """At inference (``predict``), run the dense part (backbone, FPN, head towers, mask

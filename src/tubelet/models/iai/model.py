@@ -24,6 +24,9 @@ with the ground-truth ID masks (teacher forcing). Losses: CondInst's four and th
 
 Inference: ``state = model.new_state()``; per frame ``dets = model.detect(image, state)`` then
 ``model.write_memory(state, ids)`` with the slot the tracker gave each detection (-1 = none).
+After :meth:`IAICondInst.fuse_for_inference` (``tubelet predict``) the parts before and after the
+association block run as two TorchScript graphs frozen per input shape (the block itself, whose
+memory grows and shrinks, stays eager).
 
 The backbone's C5 must be replaced before the FPN, which :meth:`CondInst.forward_heads` does not
 allow, so :meth:`IAICondInst.forward_frame` runs CondInst's public submodules itself and mirrors
@@ -37,7 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tubelet.models.condinst.model import CondInst, CondInstConfig, HeadOutputs, flatten_levels
+from tubelet.models.condinst.model import (CondInst, CondInstConfig, HeadOutputs,
+                                           dense_from_features, flatten_levels)
+from tubelet.models.frozen import FrozenByShape
 from tubelet.models.condinst.postprocess import paste_masks, scale_boxes
 from tubelet.models.iai.association import AssociationBlock, BlockOutput
 from tubelet.models.iai.id_bank import IDBank, id_label_map
@@ -102,6 +107,56 @@ class IAICondInstConfig:
             fpn_channels=64, num_convs=2, size_boundaries=(32, 64, 128, 256),
             mask_branch_channels=64, mask_branch_convs=2, max_proposals=64),
             assoc_dim=128, ffn_dim=512)  # 2 x 128 + 64 = MobileNetV2's 320 C5 channels
+
+
+def rewire(projector: ClassificationProjector, level: str, feats: dict[str, Tensor], x: Tensor,
+           y: Tensor) -> dict[str, Tensor]:
+    """The FPN's inputs with the projector's concatenation at the association ``level`` (and, in
+    the stride-16 variant, the pooled block output in C5); channel counts unchanged.
+    x, y: ``[B, D, h, w]`` the block's input and output."""
+    out = {**feats, level: projector(feats[level], x, y)}
+    if level != "c5":
+        out["c5"] = projector.top(feats["c5"], y)
+    return out
+
+
+class _BeforeBlock(nn.Module):
+    """Backbone and the block's input, for :class:`FrozenByShape`: images ``[B, 3, H, W]`` ->
+    (the backbone levels in ``out_features`` order, then ``x`` ``[B, D, h, w]`` if associating)."""
+
+    def __init__(self, net: "IAICondInst"):
+        super().__init__()
+        self.backbone, self.projector = net.condinst.backbone, net.projector
+        self.level = net.assoc_level
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        feats = self.backbone(images)
+        levels = tuple(feats[k] for k in self.backbone.out_features)
+        if self.projector is None:
+            return levels
+        return levels + (self.projector.block_input(feats[self.level]),)
+
+
+class _AfterBlock(nn.Module):
+    """The frame after the block, for :class:`FrozenByShape`: (:class:`_BeforeBlock`'s outputs,
+    then the block output ``y`` if associating) -> :func:`dense_from_features`' tuple + the ID
+    logits ``[B, L, N]``."""
+
+    def __init__(self, net: "IAICondInst"):
+        super().__init__()
+        ci = net.condinst
+        self.fpn, self.head, self.mask_branch = ci.fpn, ci.head, ci.mask_branch
+        self.head_features, self.names = list(ci.head_features), list(ci.backbone.out_features)
+        self.id_head, self.projector, self.level = net.id_head, net.projector, net.assoc_level
+
+    def forward(self, *tensors: Tensor) -> tuple:
+        feats = dict(zip(self.names, tensors))
+        if self.projector is not None:
+            x, y = tensors[len(self.names):]
+            feats = rewire(self.projector, self.level, feats, x, y)
+        dense = dense_from_features(self, feats)
+        pyramid = dense[0]
+        return dense + (flatten_levels(self.id_head([pyramid[k] for k in self.head_features])),)
 
 
 @dataclass
@@ -175,6 +230,8 @@ class IAICondInst(nn.Module):
         self.max_detections, self.max_mask_lost = max_detections, max_mask_lost
         self.first_frame_weights = tuple(first_frame_weights)
         self.later_weights = tuple(later_weights)
+        self.frozen: tuple[FrozenByShape, FrozenByShape] | None = None  # fuse_for_inference
+        self._all_modules: list[nn.Module] | None = None  # detect's mode check, built once
 
     @classmethod
     def from_config(cls, cfg: IAICondInstConfig, **overrides) -> "IAICondInst":
@@ -195,6 +252,8 @@ class IAICondInst(nn.Module):
                       lazy_controller: bool = False) -> FrameOutputs:
         """images ``[B, 3, H, W]`` normalised + memory of earlier frames -> :class:`FrameOutputs`
         (``lazy_controller`` as in :meth:`CondInst.forward_heads`)."""
+        if self.frozen is not None and lazy_controller and not self.training:
+            return self._forward_frozen(images, memory)
         feats = self.condinst.backbone(images)
         block = None
         if self.block is not None:
@@ -206,14 +265,29 @@ class IAICondInst(nn.Module):
         return FrameOutputs(heads, id_logits, block)
 
     def _rewire(self, feats: dict[str, Tensor], x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """The FPN's inputs with the projector's concatenation at the association level (and, in
-        the stride-16 variant, the pooled block output in C5); channel counts unchanged.
-        x, y: ``[B, D, h, w]`` the block's input and output."""
-        level = self.assoc_level
-        out = {**feats, level: self.projector(feats[level], x, y)}
-        if level != "c5":
-            out["c5"] = self.projector.top(feats["c5"], y)
-        return out
+        """:func:`rewire` with this model's projector and level."""
+        return rewire(self.projector, self.assoc_level, feats, x, y)
+
+    def fuse_for_inference(self) -> None:
+        """At inference (``predict``), run the frame before and after the association block as
+        TorchScript graphs frozen per input shape (:class:`FrozenByShape`). One-way, like
+        BatchNorm folding."""
+        self.frozen = (FrozenByShape(_BeforeBlock(self)), FrozenByShape(_AfterBlock(self)))
+        self._all_modules = None  # BatchNorm folding may have replaced submodules
+
+    def _forward_frozen(self, images: Tensor, memory: AssociationMemory | None) -> FrameOutputs:
+        """:meth:`forward_frame` (lazy controller) through the two frozen graphs."""
+        before, after = self.frozen
+        pre = before(images)
+        block = None
+        if self.block is None:
+            dense = after(*pre)
+        else:
+            block = self.block(pre[-1], memory.global_kv() if memory is not None else None,
+                               memory.local_kv() if memory is not None else None)
+            dense = after(*pre, block.out.contiguous())
+        heads = self.condinst.heads_from_dense(dense[:-1], tuple(images.shape[-2:]))
+        return FrameOutputs(heads, dense[-1], block)
 
     def _heads(self, images: Tensor, feats: dict[str, Tensor],
                lazy_controller: bool = False) -> tuple[HeadOutputs, Tensor]:
@@ -323,7 +397,9 @@ class IAICondInst(nn.Module):
             raise ValueError(f"detect streams one frame at a time, got a batch of {image.shape[0]}")
         # BatchNorm running statistics, no DropPath, whatever the caller left; the mode is only
         # switched (a walk over every submodule, ~20 ms a frame here) when something trains
-        training = [m for m in self.modules() if m.training]
+        if self._all_modules is None:
+            self._all_modules = list(self.modules())
+        training = [m for m in self._all_modules if m.training]
         if training:
             self.eval()
         try:
