@@ -3,6 +3,7 @@
     python bench/seq_prop_probe.py [--weights src/tubelet/weights/propose_reduce_synth.pt]
         [--steps 200] [--eval-every 100] [--lr 3e-4] [--optimizer adamw|sgd] [--keep-head]
         (--keep-head --steps 0: only evaluate the trained head)
+        [--save OUT.pt]      the weights file with the probe's head in place of the file's
         [key=value ...]      e.g. model.seq_prop.mem_stride=8 model.prop_memory=gt
 
 The detector (backbone, FPN, RoI heads) of a trained propose-reduce file is frozen and the Seq-Prop
@@ -32,8 +33,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 from tubelet.data.clips import ClipConfig, ClipDataset, collate_clips  # noqa: E402
 from tubelet.data.transforms import ClipAugConfig  # noqa: E402
+from tubelet.engine.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from tubelet.engine.config import experiment_to_dict  # noqa: E402
 from tubelet.models.seq_mask_rcnn import soft_aggregate  # noqa: E402
 from tubelet.ops.mask_iou import mask_iou_dense  # noqa: E402
+from tubelet.utils.fileio import check_output_file  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from propagation_accuracy import SIZES, load_propose_reduce, size_bucket  # noqa: E402
@@ -72,6 +76,23 @@ def pair_ious(model, ds: ClipDataset, pairs: int) -> dict:
                         for s in SIZES if got[s]}}
 
 
+def save_with_head(src: str, dst: str, model, cfg, steps: int) -> None:
+    """``src``'s weights file with ``model.prop``'s parameters (fp16, as exported) and the config
+    after the overrides; the other tensors are the file's own."""
+    ck = load_checkpoint(src)
+    state = dict(ck["model"])
+    head = {f"prop.{k}": v.detach().half() if v.is_floating_point() else v
+            for k, v in model.prop.state_dict().items()}
+    missing = set(head) - set(state)
+    if missing:
+        raise SystemExit(f"{src}: no Seq-Prop tensors {sorted(missing)[:3]} to replace")
+    state.update(head)
+    meta = dict(ck.get("meta", {}))
+    meta["config"] = json.dumps(experiment_to_dict(cfg))
+    meta["note"] = f"Seq-Prop head fine-tuned alone for {steps} steps by bench/seq_prop_probe.py"
+    save_checkpoint(dst, model=state, meta=meta)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default="src/tubelet/weights/propose_reduce_synth.pt")
@@ -84,8 +105,12 @@ def main() -> None:
     ap.add_argument("--keep-head", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save", default=None, metavar="OUT.pt",
+                    help="write the weights file with the trained head (and the overrides)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
+    if args.save:
+        check_output_file(args.save)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, cfg = load_propose_reduce(args.weights, args.overrides, fuse=False)
@@ -133,6 +158,8 @@ def main() -> None:
             model.prop.train()
             rows.append(row)
             print(json.dumps(row), flush=True)
+    if args.save:
+        save_with_head(args.weights, args.save, model, cfg, args.steps)
     print(json.dumps({"weights": args.weights, "overrides": args.overrides, "lr": args.lr,
                       "optimizer": args.optimizer, "keep_head": args.keep_head,
                       "steps": args.steps, "rows": rows}, indent=1))
