@@ -42,8 +42,8 @@ from torch import Tensor, nn
 
 from tubelet.models.condinst.model import (CondInst, CondInstConfig, HeadOutputs,
                                            dense_from_features, flatten_levels)
-from tubelet.models.frozen import FrozenByShape
 from tubelet.models.condinst.postprocess import paste_masks, scale_boxes
+from tubelet.models.frozen import FrozenByShape
 from tubelet.models.iai.association import AssociationBlock, BlockOutput
 from tubelet.models.iai.id_bank import IDBank, id_label_map
 from tubelet.models.iai.id_head import IDHead, clip_id_slots, id_loss, id_targets
@@ -258,11 +258,15 @@ class IAICondInst(nn.Module):
         block = None
         if self.block is not None:
             x = self.projector.block_input(feats[self.assoc_level])  # [B, D, H/s, W/s]
-            block = self.block(x, memory.global_kv() if memory is not None else None,
-                               memory.local_kv() if memory is not None else None)
+            block = self._read_memory(x, memory)
             feats = self._rewire(feats, x, block.out)
         heads, id_logits = self._heads(images, feats, lazy_controller)
         return FrameOutputs(heads, id_logits, block)
+
+    def _read_memory(self, x: Tensor, memory: AssociationMemory | None) -> BlockOutput:
+        """The association block on x ``[B, D, h, w]`` with the memory's entries (if any)."""
+        return self.block(x, memory.global_kv() if memory is not None else None,
+                          memory.local_kv() if memory is not None else None)
 
     def _rewire(self, feats: dict[str, Tensor], x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """:func:`rewire` with this model's projector and level."""
@@ -283,8 +287,7 @@ class IAICondInst(nn.Module):
         if self.block is None:
             dense = after(*pre)
         else:
-            block = self.block(pre[-1], memory.global_kv() if memory is not None else None,
-                               memory.local_kv() if memory is not None else None)
+            block = self._read_memory(pre[-1], memory)
             dense = after(*pre, block.out.contiguous())
         heads = self.condinst.heads_from_dense(dense[:-1], tuple(images.shape[-2:]))
         return FrameOutputs(heads, dense[-1], block)
