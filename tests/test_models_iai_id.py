@@ -131,6 +131,17 @@ def test_id_label_map_paints_in_priority_order():
                        torch.full((2, 2), 3))
 
 
+def test_id_label_map_matches_painting_one_mask_at_a_time():
+    g = torch.Generator().manual_seed(3)
+    masks = torch.rand(9, 12, 15, generator=g) > 0.7  # heavy overlaps
+    slots = torch.tensor([3, -1, 0, 5, 1, 7, 2, 6, 4])  # N = 7: -1 and 6 ("new"), 7 not painted
+    want = torch.full((12, 15), 7, dtype=torch.long)
+    for s, m in zip(slots.tolist(), masks):
+        if 0 <= s <= 5:
+            want[m & (want == 7)] = s
+    assert torch.equal(id_label_map(slots, masks, num_ids=7), want)
+
+
 @pytest.mark.parametrize("stride,size", [(32, (40, 70)), (8, (20, 28)), (8, (16, 24))])
 def test_id_bank_equals_per_patch_sum(stride, size):
     """E at each patch = bias + sum over the window's in-image pixels of D[:, Y(pixel), offset]."""

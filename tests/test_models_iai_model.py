@@ -274,6 +274,45 @@ def test_paint_masks_by_hand():
     assert empty.shape == (0, 3, 3) and keep.shape == (0,)
 
 
+def ref_paint_masks(masks, max_lost=0.9):
+    """The one-by-one pass: each mask, best first, keeps the pixels no kept mask took."""
+    taken = torch.zeros(masks.shape[-2:], dtype=torch.bool)
+    keep, painted = [], []
+    for m in masks:
+        area = int(m.sum())
+        own = m & ~taken
+        if area == 0 or area - int(own.sum()) > max_lost * area:
+            keep.append(False)
+            continue
+        keep.append(True)
+        taken |= own
+        painted.append(own)
+    return painted, keep
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_paint_masks_matches_the_one_by_one_pass(seed):
+    # overlapping random boxes, some nested (dropped), some empty: drops change what later masks
+    # lose, which the all-at-once version must reproduce
+    g = torch.Generator().manual_seed(seed)
+    k, h, w = 12, 24, 30
+    masks = torch.zeros(k, h, w, dtype=torch.bool)
+    for i in range(k):
+        if i % 5 == 4:
+            continue  # empty
+        y0, x0 = torch.randint(0, h - 4, (2,), generator=g).tolist()[0], \
+            torch.randint(0, w - 4, (1,), generator=g).item()
+        y1 = y0 + torch.randint(2, 12, (1,), generator=g).item()
+        x1 = x0 + torch.randint(2, 14, (1,), generator=g).item()
+        masks[i, y0:y1, x0:x1] = True
+    for max_lost in (0.9, 0.5, 0.2):
+        painted, keep = paint_masks(masks, max_lost)
+        want, want_keep = ref_paint_masks(masks, max_lost)
+        assert keep.tolist() == want_keep
+        assert len(painted) == len(want) and all(torch.equal(a, b) for a, b in zip(painted, want))
+    assert not all(ref_paint_masks(masks, 0.2)[1][i] for i in range(k) if i % 5 != 4)
+
+
 def test_default_config_is_the_paper_architecture():
     cfg, paper = IAICondInstConfig(), IAICondInstConfig.paper(pretrained=None)
     assert cfg == paper  # the defaults are the paper's, with a random-init backbone
