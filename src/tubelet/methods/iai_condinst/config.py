@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tubelet.methods.track_by_detect import OnlineConfig
-from tubelet.models.iai.model import IAICondInstConfig
+from tubelet.models.iai.config import IAICondInstConfig
 
 
 def _cpu_iai() -> IAICondInstConfig:

@@ -23,7 +23,7 @@ from tubelet.methods.iai_condinst.config import IAIMethodConfig
 from tubelet.methods.iai_condinst.inference import SlotMap, to_frame_instances
 from tubelet.methods.registry import register_method
 from tubelet.methods.track_by_detect import TrackByDetect
-from tubelet.models.iai.model import IAICondInst, IAIState
+from tubelet.models.iai import IAICondInst, IAIState
 from tubelet.structures import FrameInstances
 from tubelet.trackers import FrameResult
 

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from tubelet.models.backbones import Backbone
 from tubelet.models.condinst.dynamic_mask import DynamicMaskHead
+from tubelet.models.condinst.dense import CondInstDense
 from tubelet.models.condinst.fcos import FCOSHead
 from tubelet.models.condinst.losses import (centerness_loss, dice_loss, giou_loss,
                                             sigmoid_focal_loss)
@@ -112,31 +113,6 @@ def flatten_levels(maps: list[Tensor]) -> Tensor:
     return torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
 
 
-class _Dense(nn.Module):
-    """The dense part of :meth:`CondInst.forward_heads` at inference (lazy controller), as one
-    module for :class:`FrozenByShape` to trace: backbone, FPN, head towers, mask branch."""
-
-    def __init__(self, net: "CondInst"):
-        super().__init__()
-        self.backbone, self.fpn, self.head = net.backbone, net.fpn, net.head
-        self.mask_branch, self.head_features = net.mask_branch, list(net.head_features)
-
-    def forward(self, images: Tensor):
-        return dense_from_features(self, self.backbone(images))
-
-
-def dense_from_features(net: nn.Module, feats: dict[str, Tensor]) -> tuple:
-    """``net``'s FPN, head towers (lazy controller) and mask branch on backbone features ->
-    ``(pyramid, cls, box, ctr, features, box_feats, mask_feats)`` (per-level lists as
-    :meth:`FCOSHead.forward`'s); :meth:`CondInst.heads_from_dense` turns it into
-    :class:`HeadOutputs`. ``net`` has CondInst's ``fpn``, ``head``, ``mask_branch`` and
-    ``head_features``."""
-    pyramid = net.fpn(feats)
-    head = net.head([pyramid[k] for k in net.head_features], with_controller=False)
-    return (pyramid, head["cls"], head["box"], head["ctr"], head["features"],
-            head["box_feats"], net.mask_branch(pyramid))
-
-
 class CondInst(nn.Module):
     """CondInst instance segmenter; see the module docstring and :class:`CondInstConfig` for the
     meaning and paper default of every keyword argument."""
@@ -200,7 +176,7 @@ class CondInst(nn.Module):
         return self.heads_from_features(self.backbone(images), size, lazy_controller)
 
     def heads_from_dense(self, dense: tuple, image_size: tuple[int, int]) -> HeadOutputs:
-        """:func:`dense_from_features`' tuple (e.g. from a frozen graph) -> :class:`HeadOutputs`
+        """:func:`~tubelet.models.condinst.dense.dense_from_features`' tuple (e.g. from a frozen graph) -> :class:`HeadOutputs`
         with the controller left lazy."""
         pyramid, cls, box, ctr, feats, box_feats, mask_feats = dense
         head = {"cls": cls, "box": box, "ctr": ctr, "features": feats, "controller": [],
@@ -212,7 +188,7 @@ class CondInst(nn.Module):
         branch) as a TorchScript graph frozen per input shape
         (:class:`~tubelet.models.frozen.FrozenByShape`). One-way, like BatchNorm folding."""
         if self.head.controller is not None:
-            self.frozen_dense = FrozenByShape(_Dense(self))
+            self.frozen_dense = FrozenByShape(CondInstDense(self))
 
     def heads_from_features(self, feats: dict[str, Tensor], image_size: tuple[int, int],
                             lazy_controller: bool = False) -> HeadOutputs:
