@@ -2,7 +2,8 @@
 
 :func:`dense_from_features` is the FPN + head towers + mask branch on backbone features, the part
 :class:`~tubelet.models.condinst.model.CondInst` and IAI (after its association block) run through
-:class:`~tubelet.models.frozen.FrozenByShape`; :class:`CondInstDense` puts the backbone in front of it.
+:class:`~tubelet.models.frozen.FrozenByShape`; :class:`CondInstDense` puts the backbone in front
+of it.
 """
 from __future__ import annotations
 

@@ -176,8 +176,8 @@ class CondInst(nn.Module):
         return self.heads_from_features(self.backbone(images), size, lazy_controller)
 
     def heads_from_dense(self, dense: tuple, image_size: tuple[int, int]) -> HeadOutputs:
-        """:func:`~tubelet.models.condinst.dense.dense_from_features`' tuple (e.g. from a frozen graph) -> :class:`HeadOutputs`
-        with the controller left lazy."""
+        """:func:`~tubelet.models.condinst.dense.dense_from_features`' tuple (e.g. from a frozen
+        graph) -> :class:`HeadOutputs` with the controller left lazy."""
         pyramid, cls, box, ctr, feats, box_feats, mask_feats = dense
         head = {"cls": cls, "box": box, "ctr": ctr, "features": feats, "controller": [],
                 "box_feats": box_feats}
