@@ -1,4 +1,4 @@
-"""Arguments of :class:`~tubelet.models.iai.model.IAICondInst`: the paper's defaults, a CPU preset."""
+"""Arguments of :class:`~tubelet.models.iai.model.IAICondInst`: paper defaults, a CPU preset."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
