@@ -10,19 +10,33 @@ Inference only: the frozen graph has no gradients and ignores later changes to t
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 
+class _Call(nn.Module):
+    """``fn(*xs)`` as a module that holds ``owner``, the module whose parameters ``fn`` uses (a
+    method of it, or a function of its parts), so that a trace of it can be frozen."""
+
+    def __init__(self, owner: nn.Module, fn: Callable):
+        super().__init__()
+        self.owner, self.fn = owner, fn
+
+    def forward(self, *xs: Tensor):
+        return self.fn(*xs)
+
+
 class FrozenByShape:
-    """``module(*xs)`` computed by a frozen trace of ``module`` made for the shapes of ``xs``.
+    """``module(*xs)`` -- or ``fn(*xs)``, a part of ``module``'s computation -- computed by a
+    frozen trace made for the shapes of ``xs``.
 
     Not an ``nn.Module``: the wrapped module's parameters stay where they are (state dicts are
     unchanged) and the frozen graphs are a cache."""
 
-    def __init__(self, module: nn.Module, max_shapes: int = 4):
-        self.module = module
+    def __init__(self, module: nn.Module, fn: Callable | None = None, max_shapes: int = 4):
+        self.module = module if fn is None else _Call(module, fn)
         self.max_shapes = max_shapes
         self.graphs: dict[tuple, torch.jit.ScriptModule] = {}
 

@@ -30,7 +30,6 @@ from torch import Tensor, nn
 
 from tubelet.models.backbones import Backbone
 from tubelet.models.condinst.dynamic_mask import DynamicMaskHead
-from tubelet.models.condinst.dense import CondInstDense
 from tubelet.models.condinst.fcos import FCOSHead
 from tubelet.models.condinst.losses import (centerness_loss, dice_loss, giou_loss,
                                             sigmoid_focal_loss)
@@ -176,7 +175,7 @@ class CondInst(nn.Module):
         return self.heads_from_features(self.backbone(images), size, lazy_controller)
 
     def heads_from_dense(self, dense: tuple, image_size: tuple[int, int]) -> HeadOutputs:
-        """:func:`~tubelet.models.condinst.dense.dense_from_features`' tuple (e.g. from a frozen
+        """:meth:`dense_from_features`' tuple (e.g. from a frozen
         graph) -> :class:`HeadOutputs` with the controller left lazy."""
         pyramid, cls, box, ctr, feats, box_feats, mask_feats = dense
         head = {"cls": cls, "box": box, "ctr": ctr, "features": feats, "controller": [],
@@ -188,7 +187,21 @@ class CondInst(nn.Module):
         branch) as a TorchScript graph frozen per input shape
         (:class:`~tubelet.models.frozen.FrozenByShape`). One-way, like BatchNorm folding."""
         if self.head.controller is not None:
-            self.frozen_dense = FrozenByShape(CondInstDense(self))
+            self.frozen_dense = FrozenByShape(self, self._dense)
+
+    def _dense(self, images: Tensor) -> tuple:
+        """Backbone + :meth:`dense_from_features` (what the frozen graph computes)."""
+        return self.dense_from_features(self.backbone(images))
+
+    def dense_from_features(self, feats: dict[str, Tensor]) -> tuple:
+        """FPN, head towers (lazy controller) and mask branch on backbone features ->
+        ``(pyramid, cls, box, ctr, features, box_feats, mask_feats)`` (per-level lists as
+        :meth:`FCOSHead.forward`'s), for :meth:`heads_from_dense`; IAI runs it after its
+        association block."""
+        pyramid = self.fpn(feats)
+        head = self.head([pyramid[k] for k in self.head_features], with_controller=False)
+        return (pyramid, head["cls"], head["box"], head["ctr"], head["features"],
+                head["box_feats"], self.mask_branch(pyramid))
 
     def heads_from_features(self, feats: dict[str, Tensor], image_size: tuple[int, int],
                             lazy_controller: bool = False) -> HeadOutputs:

@@ -211,7 +211,7 @@ class DeformableDETR(nn.Module):
     def fuse_for_inference(self) -> None:
         """Run :meth:`infer` as a TorchScript graph frozen per input shape. One-way, like
         BatchNorm folding (called by the method's ``fuse_for_inference``)."""
-        self.frozen_infer = FrozenByShape(_InferDETR(self))
+        self.frozen_infer = FrozenByShape(self, self._infer_tensors)
 
     def mask_logits(self, outputs: dict, layer: dict, image_index: Tensor,
                     query_index: Tensor) -> Tensor:
@@ -228,13 +228,3 @@ class DeformableDETR(nn.Module):
                               image_index, layer["pred_boxes"][image_index, query_index],
                               outputs["image_size"])
 
-
-class _InferDETR(nn.Module):
-    """:meth:`DeformableDETR._infer_tensors` as a module, for :class:`FrozenByShape` to trace."""
-
-    def __init__(self, net: DeformableDETR):
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        return self.net._infer_tensors(images)

@@ -2,8 +2,8 @@
 
 ID head and targets (``id_head``), ID bank (``id_bank``), attention primitives (``attention``), the
 hybrid association block (``association``), its memory (``memory``), the classification projector
-(``projector``), per-frame post-processing (``postprocess``), the per-frame state and frozen-graph
-modules (``frame``), the config (``config``) and the composed model (``model``).
+(``projector``), per-frame post-processing (``postprocess``), the per-frame state and the
+projector's wiring (``frame``), the config (``config``) and the composed model (``model``).
 """
 from tubelet.models.iai.association import AssociationBlock, BlockOutput
 from tubelet.models.iai.attention import (DropPath, local_window_attention, multihead_attention,

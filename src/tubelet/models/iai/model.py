@@ -43,8 +43,7 @@ from tubelet.models.condinst.postprocess import paste_masks, scale_boxes
 from tubelet.models.frozen import FrozenByShape
 from tubelet.models.iai.association import AssociationBlock, BlockOutput
 from tubelet.models.iai.config import IAICondInstConfig
-from tubelet.models.iai.frame import (AfterBlock, BeforeBlock, FrameOutputs, IAIState,
-                                      PendingFrame, rewire)
+from tubelet.models.iai.frame import FrameOutputs, IAIState, PendingFrame, rewire
 from tubelet.models.iai.id_bank import IDBank, id_label_map
 from tubelet.models.iai.id_head import IDHead, clip_id_slots, id_loss, id_targets
 from tubelet.models.iai.memory import AssociationMemory
@@ -143,8 +142,30 @@ class IAICondInst(nn.Module):
         """At inference (``predict``), run the frame before and after the association block as
         TorchScript graphs frozen per input shape (:class:`FrozenByShape`). One-way, like
         BatchNorm folding."""
-        self.frozen = (FrozenByShape(BeforeBlock(self)), FrozenByShape(AfterBlock(self)))
+        self.frozen = (FrozenByShape(self, self._before_block),
+                       FrozenByShape(self, self._after_block))
         self._all_modules = None  # BatchNorm folding may have replaced submodules
+
+    def _before_block(self, images: Tensor) -> tuple[Tensor, ...]:
+        """The frozen frame before the block: images ``[B, 3, H, W]`` -> the backbone levels in
+        ``out_features`` order, then the block's input ``x`` ``[B, D, h, w]`` if associating."""
+        feats = self.condinst.backbone(images)
+        levels = tuple(feats[k] for k in self.condinst.backbone.out_features)
+        if self.block is None:
+            return levels
+        return levels + (self.projector.block_input(feats[self.assoc_level]),)
+
+    def _after_block(self, *tensors: Tensor) -> tuple:
+        """The frozen frame after the block: :meth:`_before_block`'s outputs, then the block
+        output ``y`` if associating -> :meth:`CondInst.dense_from_features`' tuple + the ID
+        logits ``[B, L, N]``."""
+        ci = self.condinst
+        names = ci.backbone.out_features
+        feats = dict(zip(names, tensors))
+        if self.block is not None:
+            feats = self._rewire(feats, *tensors[len(names):])
+        dense = ci.dense_from_features(feats)
+        return dense + (flatten_levels(self.id_head([dense[0][k] for k in ci.head_features])),)
 
     def _forward_frozen(self, images: Tensor, memory: AssociationMemory | None) -> FrameOutputs:
         """:meth:`forward_frame` (lazy controller) through the two frozen graphs."""

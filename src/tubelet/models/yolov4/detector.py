@@ -58,27 +58,6 @@ class LossTerms:
     terms: Tensor
 
 
-class _Dense(nn.Module):
-    """The dense part of :meth:`YOLOv4Seg.forward_heads` (backbone, SPP + PAN neck, heads,
-    embedding convs) as one module for :class:`FrozenByShape` to trace at inference."""
-
-    def __init__(self, net: "YOLOv4Seg"):
-        super().__init__()
-        self.backbone, self.neck, self.heads, self.embeds = (net.backbone, net.neck, net.heads,
-                                                             net.embeds)
-
-    def forward(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        return dense_outputs(self, images)
-
-
-def dense_outputs(net: nn.Module, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-    """``net``'s backbone, neck, heads and embeds on images ``[B, 3, H, W]`` -> per level the
-    head maps ``[B, A (5 + C), H_l, W_l]`` and the embeddings ``[B, E, H_l, W_l]``."""
-    feats = net.neck(net.backbone(images))  # [n2, n3, n4, n5]
-    return ([head(f) for f, head in zip(feats, net.heads)],
-            [emb(f) for emb, f in zip(net.embeds, feats)])
-
-
 class YOLOv4Seg(nn.Module):
     """The YOLOv4+1seg instance segmenter; keyword arguments are :class:`YOLOv4SegConfig`'s fields."""
 
@@ -138,7 +117,7 @@ class YOLOv4Seg(nn.Module):
         if self.frozen_dense is not None and not self.training:
             heads, embeds = self.frozen_dense(images)
         else:
-            heads, embeds = dense_outputs(self, images)
+            heads, embeds = self._dense(images)
         a = self.cfg.anchors_per_level
         raw = []
         for p in heads:  # [B, A (5 + C), H, W]
@@ -150,7 +129,14 @@ class YOLOv4Seg(nn.Module):
         """At inference (``predict``), run the dense part (backbone, neck, heads, embedding
         convs) as a TorchScript graph frozen per input shape (:class:`FrozenByShape`; oneDNN
         fuses e.g. MobileNetV2's conv + ReLU6). One-way, like BatchNorm folding."""
-        self.frozen_dense = FrozenByShape(_Dense(self))
+        self.frozen_dense = FrozenByShape(self, self._dense)
+
+    def _dense(self, images: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Backbone, neck, heads and embeds on images ``[B, 3, H, W]`` -> per level the head maps
+        ``[B, A (5 + C), H_l, W_l]`` and the embeddings ``[B, E, H_l, W_l]``."""
+        feats = self.neck(self.backbone(images))  # [n2, n3, n4, n5]
+        return ([head(f) for f, head in zip(feats, self.heads)],
+                [emb(f) for emb, f in zip(self.embeds, feats)])
 
     def _proposals(self, outputs: HeadOutputs, b: int, conf_thr: float,
                    max_proposals: int) -> Proposals:
