@@ -49,9 +49,11 @@ def size_bucket(area: float) -> str:
     return next(name for name, hi in SIZES.items() if hi is None or side < hi)
 
 
-def load_propose_reduce(weights: str, overrides: list[str], fuse: bool = True):
-    """``(model, cfg)`` of a propose-reduce weights file; any other method is refused."""
-    model, cfg = load_method(None, weights, overrides, fuse=fuse)
+def load_propose_reduce(weights: str, overrides: list[str], fuse: bool = True,
+                        missing_ok: tuple[str, ...] = ()):
+    """``(model, cfg)`` of a propose-reduce weights file; any other method is refused.
+    ``missing_ok``: parameter prefixes the file may lack (a head grown by an option)."""
+    model, cfg = load_method(None, weights, overrides, fuse=fuse, missing_ok=missing_ok)
     if cfg.method != "propose-reduce":
         raise SystemExit(f"{weights}: a {cfg.method} model, not propose-reduce")
     return model, cfg

@@ -5,6 +5,8 @@
         (--keep-head --steps 0: only evaluate the trained head)
         [--save OUT.pt]      the weights file with the probe's head in place of the file's
         [key=value ...]      e.g. model.seq_prop.mem_stride=8 model.prop_memory=gt
+                             model.seq_prop.prior_mask=true (with --keep-head: the file's head
+                             plus the option's new zero-initialised convs)
 
 The detector (backbone, FPN, RoI heads) of a trained propose-reduce file is frozen and the Seq-Prop
 head re-initialised (``--keep-head``: fine-tune the trained one) from the config after the
@@ -12,7 +14,8 @@ overrides; the head alone trains on the bench train split's (reference, current)
 method's own ``prop_losses`` (soft IoU, plus the cross-entropy with ``model.prop_ce_weight``),
 batches of 2 clips, gradient clipping 1 (35 with SGD, the paper's). Every ``--eval-every`` steps
 the head propagates ground-truth reference masks to the next frame (gap 1-2) on 20 fixed pairs of
-the train and of the valid split; the report gives the mean IoU of the aggregated masks (> 0.5)
+the train and of the valid split (with ``prior_mask`` the reference mask is also the prior); the
+report gives the mean IoU of the aggregated masks (> 0.5)
 with the ground truth, by object size (sqrt of the area in the current frame, pixels), the
 do-nothing baseline (the reference mask copied) and the predicted / true foreground area ratio
 (0 = collapsed to background). A minutes-long probe of a head setting before an hour of
@@ -60,7 +63,8 @@ def pair_ious(model, ds: ClipDataset, pairs: int) -> dict:
             truth = torch.stack([cur["masks"][ids_c.index(ids_r[j])][:h, :w] for j in objs])
             mem = ref["masks"][objs][:, :h, :w]  # [M, h, w] bool
             k, v = model.prop.encode_memory(fr.p2, mem.float())
-            p = model.prop(k[:, :, None], v[:, :, None], fc.p2, fc.c3, fc.c2, out_size=(h, w))
+            p = model.prop(k[:, :, None], v[:, :, None], fc.p2, fc.c3, fc.c2, out_size=(h, w),
+                           prior=mem.float())
             pred = soft_aggregate(p)[1:] > 0.5  # [M, h, w]
         fg.append(float(pred.float().sum() / truth.float().sum().clamp(min=1)))
         for store, guess in ((got, pred), (copy, mem)):
@@ -83,7 +87,7 @@ def save_with_head(src: str, dst: str, model, cfg, steps: int) -> None:
     state = dict(ck["model"])
     head = {f"prop.{k}": v.detach().half() if v.is_floating_point() else v
             for k, v in model.prop.state_dict().items()}
-    missing = set(head) - set(state)
+    missing = {k for k in set(head) - set(state) if not k.startswith("prop.prior.")}
     if missing:
         raise SystemExit(f"{src}: no Seq-Prop tensors {sorted(missing)[:3]} to replace")
     state.update(head)
@@ -113,7 +117,10 @@ def main() -> None:
         check_output_file(args.save)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model, cfg = load_propose_reduce(args.weights, args.overrides, fuse=False)
+    # --keep-head with model.seq_prop.prior_mask=true on a head trained without it: the prior
+    # convs are new (zero init, so the head starts as the file's)
+    model, cfg = load_propose_reduce(args.weights, args.overrides, fuse=False,
+                                     missing_ok=("prop.prior.",))
     if not args.keep_head:
         model.prop = model.new_prop_head()  # as the method builds it, from the overridden config
     model.rcnn.requires_grad_(False)

@@ -225,6 +225,7 @@ def test_three_frame_clips_propagate_through_the_growing_memory():
 
 @pytest.mark.parametrize("path", ["configs/propose_reduce_paper.yaml",
                                   "configs/propose_reduce_bench.yaml",
+                                  "configs/propose_reduce_bench_prior.yaml",
                                   "configs/propose_reduce_davis.yaml"])
 def test_preset_models_build_and_run_one_forward(path):
     torch.manual_seed(0)

@@ -55,12 +55,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise InputError(f"cannot load checkpoint: {exc}", str(path)) from None
 
 
-def load_model_weights(model: torch.nn.Module, path: str | Path) -> dict:
-    """Load a checkpoint's (or a bare state dict's) model weights strictly; return its ``meta``."""
+def load_state(model: torch.nn.Module, state: dict, where: str,
+               missing_ok: tuple[str, ...] = ()) -> None:
+    """``model.load_state_dict(state)`` strictly, except that parameters whose name starts with
+    one of ``missing_ok`` may be absent from ``state`` (new modules keep their fresh init: a
+    model grown by an option, fine-tuned from weights trained without it). Any other mismatch
+    is an InputError naming ``where``."""
+    try:
+        if not missing_ok:
+            model.load_state_dict(state, strict=True)
+            return
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise InputError(f"weights do not fit the model: {str(exc)[:500]}", where) from None
+    bad = [k for k in missing if not k.startswith(tuple(missing_ok))]
+    if bad or unexpected:
+        raise InputError(f"weights do not fit the model: missing {bad[:5]}, unexpected "
+                         f"{list(unexpected)[:5]}", where)
+
+
+def load_model_weights(model: torch.nn.Module, path: str | Path,
+                       missing_ok: tuple[str, ...] = ()) -> dict:
+    """Load a checkpoint's (or a bare state dict's) model weights strictly (but see
+    :func:`load_state`'s ``missing_ok``); return its ``meta``."""
     ck = load_checkpoint(path)
     state = ck.get("model", ck) if isinstance(ck, dict) else ck
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise InputError(f"weights do not fit the model: {str(exc)[:500]}", str(path)) from None
+    load_state(model, state, str(path), tuple(missing_ok))
     return ck.get("meta", {}) if isinstance(ck, dict) else {}

@@ -56,6 +56,9 @@ class TrainConfig:
     init_weights: str | None = None  # start from these model weights (a checkpoint or an
     #                               exported file of the same architecture, loaded strictly; step 0
     #                               and a fresh optimizer: fine-tuning, not a resume)
+    init_missing_ok: tuple[str, ...] = ()  # parameter-name prefixes init_weights may lack: those
+    #                               modules keep their fresh init (a model grown by an option,
+    #                               e.g. ["prop.prior."] for propose-reduce's prior_mask)
 
 
 def check_experiment(cfg: "ExperimentConfig", where: str = "config") -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tubelet.engine.checkpoint import load_checkpoint
+from tubelet.engine.checkpoint import load_checkpoint, load_state
 from tubelet.engine.config import experiment_from_dict, load_experiment
 from tubelet.errors import InputError
 from tubelet.methods import build_method
@@ -69,16 +69,17 @@ def bundled_weights(method: str) -> Path:
 
 
 def load_method(config: str | None, weights: str | None, overrides=(), fuse: bool = True,
-                ema: bool = True):
+                ema: bool = True, missing_ok: tuple[str, ...] = ()):
     """Build the method from ``config`` (or the config saved with ``weights``) and load weights;
     ``fuse`` folds BatchNorm into convolutions for inference (``VISMethod.fuse_for_inference``).
+    ``missing_ok``: parameter-name prefixes the weights may lack (:func:`load_state`).
     Returns ``(model, cfg)`` with the model in eval mode."""
     wpath = Path(weights) if weights else BUNDLED
     if not wpath.exists():
         raise InputError("weights not found" + ("" if weights else " (the bundled model is "
                          "missing from this install; pass --weights)"), str(wpath))
     model, cfg = method_from_checkpoint(load_checkpoint(wpath), str(wpath), config, overrides,
-                                        ema=ema)
+                                        ema=ema, missing_ok=missing_ok)
     model.eval()
     if fuse:
         model.fuse_for_inference()
@@ -110,11 +111,12 @@ def migrate_stored_config(cfg: dict) -> dict:
 
 
 def method_from_checkpoint(ck: dict, where: str, config: str | None = None, overrides=(),
-                           ema: bool = True):
+                           ema: bool = True, missing_ok: tuple[str, ...] = ()):
     """The method of a loaded checkpoint, its weights loaded strictly -> ``(model, cfg)``.
 
     The config is ``config`` (a YAML path or preset) or the one stored with the weights, with
-    ``overrides`` applied; a config whose model does not fit the weights is an InputError.
+    ``overrides`` applied; a config whose model does not fit the weights is an InputError
+    (parameters under a ``missing_ok`` prefix may be absent: :func:`load_state`).
     """
     if not isinstance(ck, dict):
         raise InputError("not a tubelet weights file (expected a dict)", where)
@@ -135,11 +137,9 @@ def method_from_checkpoint(ck: dict, where: str, config: str | None = None, over
         raise InputError("the weights file holds no config; pass --config", where)
     model = build_method(cfg.method, cfg.model)
     state = ck["ema"]["model"] if ema and isinstance(ck.get("ema"), dict) else ck.get("model", ck)
-    try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise InputError(f"weights do not fit the {cfg.method} model: {str(exc)[:400]}",
-                         where) from None
+    if not isinstance(state, dict):
+        raise InputError("malformed weights (expected a dict of tensors)", where, field="model")
+    load_state(model, state, f"{where} ({cfg.method})", tuple(missing_ok))
     cats = meta.get("categories")
     if cats:
         try:

@@ -169,11 +169,13 @@ class ProposeReduce(VISMethod):
         keys, values = self.prop.encode_memory(fr.p2, mem_masks)  # [M, D_k, h16, w16], ...
         mem_k, mem_v = keys[:, :, None], values[:, :, None]  # [M, D, 1, h16, w16]
         ious, ces = [], []
+        prior = mem_masks  # the previous frame's masks (used by the prior_mask option only)
         for step, (fi, tg) in enumerate(zip(frames[1:], tgts[1:]), 1):
             fc = feats.frames(fi)
             probs, logits = self.prop(mem_k, mem_v, fc.p2, fc.c3, fc.c2, out_size=(h, w),
-                                      return_logits=True)  # [M, h, w] each
+                                      return_logits=True, prior=prior)  # [M, h, w] each
             agg = soft_aggregate(probs)[1:]  # [M, h, w] objects after Eq. 1
+            prior = agg
             ids_c = tg["ids"].tolist()
             gt = torch.zeros_like(agg)  # [M, h, w]; absent objects stay empty
             for m, j in enumerate(objs):
@@ -232,12 +234,14 @@ class ProposeReduce(VISMethod):
         head = self.prop
         mem = PropagationMemory(cap=head.mem_cap, mem_step=head.mem_step)
         mem.add_key_frame(t_key, *head.encode_memory(key_feats.p2, key_masks))
+        prior = key_masks  # the previous frame's masks (used by the prior_mask option only)
         for t in frames:
             feats = self._features(video, t)
             h, w = feats.image_sizes[0]
             probs = head(mem.keys, mem.values, feats.p2, feats.c3, feats.c2,
-                         out_size=(h, w))  # [K, h, w] per object
+                         out_size=(h, w), prior=prior)  # [K, h, w] per object
             probs = soft_aggregate(probs)[1:]  # objects compete for pixels (supp. Eq. 1)
+            prior = probs
             self._record(props, first, t, feats, probs, size)
             if mem.should_write(t):  # memory written with the aggregated prediction
                 mem.write(t, *head.encode_memory(feats.p2, probs))

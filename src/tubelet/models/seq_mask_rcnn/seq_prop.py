@@ -18,6 +18,16 @@ D_v value width; (h, w) = the memory's size (stride 16, the paper's; stride 8 wi
 keys, values and the memory read live at stride 8: the same parameters (a strided 3x3 conv has the
 weights of an unstrided one), 4x the positions. Small objects (10-30 px) cover one or two cells
 at stride 16, and propagation IoU falls with object size (bench/propagation_accuracy.py).
+
+``prior_mask=True`` (an option, not the paper's) also gives the decoder each object's mask in the
+previous frame (RGMP / MaskTrack-style, the paper's reference [6]): the mask, average-pooled to the
+decoder's three resolutions (memory stride, 1/8, 1/4), goes through one 3x3 conv per resolution
+(1 -> channels) and is added to the decoder's features there. The three convs start at zero, so a
+head trained without the prior computes exactly what it did until it is fine-tuned with it. In
+training the prior is the reference frame's memory mask (then each prediction, with 3-frame
+clips); in propagation it is the previous frame's aggregated prediction (the key-frame masks for
+the first frame). The STM read is unchanged: the prior only tells the decoder where the object
+was, at the resolution of the stride-4 features, which the stride-16 read lacks for small objects.
 """
 from __future__ import annotations
 
@@ -48,6 +58,8 @@ class SeqPropConfig:
     siamese_init: bool = False    # start the memory encoder as a copy of the query encoder, so
     #                               keys of the same content match from step 0 (an init choice;
     #                               the paper's head is randomly initialised)
+    prior_mask: bool = False      # option: the previous frame's mask as a decoder input (module
+    #                               docstring); False = the paper's head
 
     @classmethod
     def paper(cls, **overrides) -> "SeqPropConfig":
@@ -89,10 +101,11 @@ class Refine(nn.Module):
         self.res_skip = ResBlock(channels)
         self.res_out = ResBlock(channels)
 
-    def forward(self, skip: Tensor, prev: Tensor) -> Tensor:
+    def forward(self, skip: Tensor, prev: Tensor, extra: Tensor | int = 0) -> Tensor:
         """skip ``[B, C_skip, 2h, 2w]`` (backbone map), prev ``[B, channels, h, w]`` ->
-        ``[B, channels, 2h, 2w]``."""
-        s = self.res_skip(self.conv_skip(skip))
+        ``[B, channels, 2h, 2w]``; ``extra`` (``[B, channels, 2h, 2w]`` or 0) is added to the
+        skip's projection (the mask prior of ``SeqPropHead(prior_mask=True)``)."""
+        s = self.res_skip(self.conv_skip(skip) + extra)
         # size= rather than scale_factor=2: identical for padded (x32) inputs, and safe otherwise
         up = F.interpolate(prev, size=s.shape[-2:], mode="bilinear", align_corners=False)
         return self.res_out(s + up)
@@ -148,9 +161,9 @@ class SeqPropHead(nn.Module):
     def __init__(self, in_channels: int = 256, c2_channels: int = 256, c3_channels: int = 512,
                  channels: int = 256, key_channels: int = 64, value_channels: int = 256,
                  mem_step: int = 5, mem_cap: int | None = 20, mem_stride: int = 16,
-                 siamese_init: bool = False):
+                 siamese_init: bool = False, prior_mask: bool = False):
         super().__init__()
-        self.mem_step, self.mem_cap = mem_step, mem_cap
+        self.mem_step, self.mem_cap, self.prior_mask = mem_step, mem_cap, prior_mask
         self.mask_embed = nn.Conv2d(1, in_channels, 7, padding=3)
         self.memory_encoder = _Encoder(in_channels, channels, key_channels, value_channels,
                                        mem_stride)
@@ -163,6 +176,11 @@ class SeqPropHead(nn.Module):
         self.predict = nn.Conv2d(channels, 2, 3, padding=1)
         if siamese_init:
             self.memory_encoder.load_state_dict(self.query_encoder.state_dict())
+        if prior_mask:  # one conv per decoder resolution: memory stride, 1/8, 1/4; zero init
+            self.prior = nn.ModuleList(nn.Conv2d(1, channels, 3, padding=1) for _ in range(3))
+            for conv in self.prior:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
     @classmethod
     def from_config(cls, cfg: SeqPropConfig, **overrides) -> "SeqPropHead":
@@ -191,19 +209,41 @@ class SeqPropHead(nn.Module):
         """p2 ``[B, C_p2, h4, w4]`` -> query keys ``[B, D_k, h, w]``, values ``[B, D_v, h, w]``."""
         return self.query_encoder(p2)
 
+    def _priors(self, prior: Tensor | None, sizes: list[tuple[int, int]], num: int,
+                full: tuple[int, int]) -> list[Tensor | int]:
+        """The prior's three embeddings ``[K, channels, h_i, w_i]`` (0 without the option).
+
+        prior ``[K, H, W]``, ``H <= full[0]``: padded bottom / right to ``full`` (the padded
+        input), average-pooled to each size, then the size's 3x3 conv."""
+        if not self.prior_mask:
+            return [0, 0, 0]
+        if prior is None:
+            raise ValueError("this Seq-Prop head was built with prior_mask=True: pass prior, the "
+                             "objects' masks in the previous frame")
+        if prior.shape[0] != num or prior.shape[-2] > full[0] or prior.shape[-1] > full[1]:
+            raise ValueError(f"prior {tuple(prior.shape)} does not fit {num} objects of "
+                             f"{full} pixels")
+        m = F.pad(prior.float(), (0, full[1] - prior.shape[-1], 0, full[0] - prior.shape[-2]))
+        return [conv(F.adaptive_avg_pool2d(m[:, None], hw)) for conv, hw in zip(self.prior, sizes)]
+
     def decode(self, readout: Tensor, query_values: Tensor, c3: Tensor, c2: Tensor,
-               out_size: tuple[int, int] | None = None,
-               return_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+               out_size: tuple[int, int] | None = None, return_logits: bool = False,
+               prior: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Decoder: readout ``[K, D_v, h, w]``, query_values ``[1 or K, D_v, h, w]``, c3
         ``[1 or K, C3, h8, w8]``, c2 ``[1 or K, C2, h4, w4]`` -> foreground probabilities
         ``[K, 4 h4, 4 w4]``, cropped to ``out_size`` (the valid image) when given. With
         ``return_logits`` also the foreground logit ``z = l_fg - l_bg`` of the same shape
-        (``probs == sigmoid(z)``; for losses that must not saturate)."""
+        (``probs == sigmoid(z)``; for losses that must not saturate). ``prior`` ``[K, H, W]``
+        (``H <= 4 h4``): the objects' previous masks, required with ``prior_mask``, ignored
+        without it."""
         num = readout.shape[0]
+        h4, w4 = c2.shape[-2:]
+        p16, p8, p4 = self._priors(prior, [tuple(readout.shape[-2:]), tuple(c3.shape[-2:]),
+                                           (h4, w4)], num, (4 * h4, 4 * w4))
         x = torch.cat([readout, query_values.expand(num, -1, -1, -1)], dim=1)  # [K, 2 D_v, h, w]
-        x = self.res(self.fuse(x))
-        x = self.refine3(c3.expand(num, -1, -1, -1), x)  # [K, channels, h8, w8]
-        x = self.refine2(c2.expand(num, -1, -1, -1), x)  # [K, channels, h4, w4]
+        x = self.res(self.fuse(x) + p16)
+        x = self.refine3(c3.expand(num, -1, -1, -1), x, p8)  # [K, channels, h8, w8]
+        x = self.refine2(c2.expand(num, -1, -1, -1), x, p4)  # [K, channels, h4, w4]
         logits = self.predict(F.relu(x))  # [K, 2, h4, w4]
         logits = F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=False)
         probs = torch.softmax(logits, dim=1)[:, 1]  # [K, 4 h4, 4 w4] foreground
@@ -215,8 +255,8 @@ class SeqPropHead(nn.Module):
         return probs
 
     def forward(self, mem_keys: Tensor, mem_values: Tensor, p2: Tensor, c3: Tensor, c2: Tensor,
-                out_size: tuple[int, int] | None = None,
-                return_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+                out_size: tuple[int, int] | None = None, return_logits: bool = False,
+                prior: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Segment one query frame for K objects from their memories.
 
         Args:
@@ -225,6 +265,8 @@ class SeqPropHead(nn.Module):
                 query frame (shared by the K objects).
             out_size: valid (H, W) to crop the ``4 h4`` x ``4 w4`` output to.
             return_logits: also return the foreground logits (see :meth:`decode`).
+            prior: ``[K, H, W]`` the objects' masks in the previous frame (at input resolution,
+                ``H <= 4 h4``); required with ``prior_mask``, ignored without it.
         Returns:
             ``[K, H, W]`` per-object foreground probabilities, *before* soft aggregation
             (:func:`~tubelet.models.seq_mask_rcnn.aggregate.soft_aggregate` merges them);
@@ -232,4 +274,4 @@ class SeqPropHead(nn.Module):
         """
         q_keys, q_values = self.encode_query(p2)
         readout = memory_read(mem_keys, mem_values, q_keys)
-        return self.decode(readout, q_values, c3, c2, out_size, return_logits)
+        return self.decode(readout, q_values, c3, c2, out_size, return_logits, prior)
