@@ -66,3 +66,14 @@ def test_bundled_yolov4_weights_carry_their_configs_backbone_and_the_papers_gate
     assert cfg.model.model.backbone == want.model.backbone == "mobilenet_v2"
     assert (cfg.model.model.conf_thr, cfg.model.greedy.score_thr,
             cfg.model.greedy.mean_score_thr) == (0.5, 0.6, 0.6)
+
+
+def test_bundled_propose_reduce_weights_carry_their_configs_prior_mask_option():
+    # trained from configs/propose_reduce_bench_prior.yaml: the Seq-Prop head with the prior-mask
+    # option (not the paper's head, whose config stays configs/propose_reduce_bench.yaml)
+    from tubelet.engine.config import load_experiment
+    model, cfg = load_method(None, str(bundled_weights("propose-reduce")))
+    want = load_experiment("configs/propose_reduce_bench_prior.yaml").model
+    assert cfg.model.seq_prop == want.seq_prop and cfg.model.seq_prop.prior_mask
+    assert model.prop.prior_mask and len(model.prop.prior) == 3
+    assert not load_experiment("configs/propose_reduce_bench.yaml").model.seq_prop.prior_mask
