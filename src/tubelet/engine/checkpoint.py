@@ -61,10 +61,9 @@ def load_state(model: torch.nn.Module, state: dict, where: str,
     one of ``missing_ok`` may be absent from ``state`` (new modules keep their fresh init: a
     model grown by an option, fine-tuned from weights trained without it). Any other mismatch
     is an InputError naming ``where``."""
-    try:
-        if not missing_ok:
-            model.load_state_dict(state, strict=True)
-            return
+    if not isinstance(state, dict):
+        raise InputError("malformed weights (expected a dict of tensors)", where, field="model")
+    try:  # strict=False reports missing / unexpected keys; shape mismatches still raise
         missing, unexpected = model.load_state_dict(state, strict=False)
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise InputError(f"weights do not fit the model: {str(exc)[:500]}", where) from None
@@ -80,5 +79,5 @@ def load_model_weights(model: torch.nn.Module, path: str | Path,
     :func:`load_state`'s ``missing_ok``); return its ``meta``."""
     ck = load_checkpoint(path)
     state = ck.get("model", ck) if isinstance(ck, dict) else ck
-    load_state(model, state, str(path), tuple(missing_ok))
+    load_state(model, state, str(path), missing_ok)
     return ck.get("meta", {}) if isinstance(ck, dict) else {}

@@ -137,9 +137,7 @@ def method_from_checkpoint(ck: dict, where: str, config: str | None = None, over
         raise InputError("the weights file holds no config; pass --config", where)
     model = build_method(cfg.method, cfg.model)
     state = ck["ema"]["model"] if ema and isinstance(ck.get("ema"), dict) else ck.get("model", ck)
-    if not isinstance(state, dict):
-        raise InputError("malformed weights (expected a dict of tensors)", where, field="model")
-    load_state(model, state, f"{where} ({cfg.method})", tuple(missing_ok))
+    load_state(model, state, f"{where} ({cfg.method})", missing_ok)
     cats = meta.get("categories")
     if cats:
         try:

@@ -137,7 +137,7 @@ def _train(cfg: ExperimentConfig, out_dir, resume: bool, progress: bool,
     model = build_method(cfg.method, cfg.model)
     model.set_categories(sorted(gt.categories.items()))
     if t.init_weights and not resume:  # a resume loads its own checkpoint instead
-        load_model_weights(model, t.init_weights, tuple(t.init_missing_ok))
+        load_model_weights(model, t.init_weights, t.init_missing_ok)
     model.to(device)
     dataset = model.train_dataset(gt, cfg.data.train_images, cfg.data, t.seed)
     sampler = model.train_sampler(dataset, world, rank, t.seed)

@@ -101,11 +101,12 @@ class Refine(nn.Module):
         self.res_skip = ResBlock(channels)
         self.res_out = ResBlock(channels)
 
-    def forward(self, skip: Tensor, prev: Tensor, extra: Tensor | int = 0) -> Tensor:
+    def forward(self, skip: Tensor, prev: Tensor, extra: Tensor | None = None) -> Tensor:
         """skip ``[B, C_skip, 2h, 2w]`` (backbone map), prev ``[B, channels, h, w]`` ->
-        ``[B, channels, 2h, 2w]``; ``extra`` (``[B, channels, 2h, 2w]`` or 0) is added to the
-        skip's projection (the mask prior of ``SeqPropHead(prior_mask=True)``)."""
-        s = self.res_skip(self.conv_skip(skip) + extra)
+        ``[B, channels, 2h, 2w]``; ``extra`` (``[B, channels, 2h, 2w]``), when given, is added
+        to the skip's projection (the mask prior of ``SeqPropHead(prior_mask=True)``)."""
+        s = self.conv_skip(skip)
+        s = self.res_skip(s if extra is None else s + extra)
         # size= rather than scale_factor=2: identical for padded (x32) inputs, and safe otherwise
         up = F.interpolate(prev, size=s.shape[-2:], mode="bilinear", align_corners=False)
         return self.res_out(s + up)
@@ -210,13 +211,13 @@ class SeqPropHead(nn.Module):
         return self.query_encoder(p2)
 
     def _priors(self, prior: Tensor | None, sizes: list[tuple[int, int]], num: int,
-                full: tuple[int, int]) -> list[Tensor | int]:
-        """The prior's three embeddings ``[K, channels, h_i, w_i]`` (0 without the option).
+                full: tuple[int, int]) -> list[Tensor | None]:
+        """The prior's three embeddings ``[K, channels, h_i, w_i]`` (None without the option).
 
         prior ``[K, H, W]``, ``H <= full[0]``: padded bottom / right to ``full`` (the padded
         input), average-pooled to each size, then the size's 3x3 conv."""
         if not self.prior_mask:
-            return [0, 0, 0]
+            return [None, None, None]
         if prior is None:
             raise ValueError("this Seq-Prop head was built with prior_mask=True: pass prior, the "
                              "objects' masks in the previous frame")
@@ -241,7 +242,8 @@ class SeqPropHead(nn.Module):
         p16, p8, p4 = self._priors(prior, [tuple(readout.shape[-2:]), tuple(c3.shape[-2:]),
                                            (h4, w4)], num, (4 * h4, 4 * w4))
         x = torch.cat([readout, query_values.expand(num, -1, -1, -1)], dim=1)  # [K, 2 D_v, h, w]
-        x = self.res(self.fuse(x) + p16)
+        x = self.fuse(x)
+        x = self.res(x if p16 is None else x + p16)
         x = self.refine3(c3.expand(num, -1, -1, -1), x, p8)  # [K, channels, h8, w8]
         x = self.refine2(c2.expand(num, -1, -1, -1), x, p4)  # [K, channels, h4, w4]
         logits = self.predict(F.relu(x))  # [K, 2, h4, w4]
