@@ -94,3 +94,15 @@ def test_api_load_model_by_name():
     assert [n for _, n in a.categories] == ["object"]
     b = tubelet.load_model("synth")
     assert len(b.categories) == 10
+
+
+def test_bundled_objects_model_carries_its_configs_model():
+    # exported from a run of configs/condinst_track_objects.yaml: the same CondInst fields, the
+    # stride-4 mask branch and the BCE term included, and the network built from them has P2
+    from tubelet.engine.config import load_experiment
+    from tubelet.engine.loading import load_method
+    model, cfg = load_method(None, str(bundled_model("objects")))
+    want = load_experiment("configs/condinst_track_objects.yaml").model.model
+    assert cfg.model.model == want
+    assert tuple(want.mask_in_features) == ("p2", "p3", "p4", "p5") and want.mask_bce_weight == 1
+    assert model.segmenter.mask_branch.stride == 4

@@ -90,6 +90,24 @@ def test_training_losses_and_gradients():
     assert m.backbone.stages[0][0][0].weight.grad.abs().sum() > 0
 
 
+def test_mask_bce_weight_adds_bce_to_the_mask_loss(monkeypatch):
+    import tubelet.models.condinst.model as cm
+    img, t = _scene()
+    seen = []
+    real = cm.mask_loss
+    monkeypatch.setattr(cm, "mask_loss", lambda *a: seen.append(a) or real(*a))
+    torch.manual_seed(0)
+    loss = CondInst(3, mask_bce_weight=2.0, **TINY).train()(img, [t])["loss_mask"]
+    (logits, target, w), = seen
+    assert w == 2.0 and logits.shape == target.shape and logits.shape[0] > 0
+    # dice + 2 x BCE, the BCE written out per pixel
+    p = torch.sigmoid(logits.double())
+    bce = -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
+    dice = 1 - 2 * (p * target).flatten(1).sum(1) / (
+        (p * p).flatten(1).sum(1) + (target * target).flatten(1).sum(1) + 1e-5)
+    assert abs(float(loss) - float(dice.mean() + 2 * bce)) < 1e-5
+
+
 def test_no_objects_gives_zero_mask_loss():
     m = CondInst(3, **TINY).train()
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),

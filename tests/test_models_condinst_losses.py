@@ -6,7 +6,7 @@ import math
 import torch
 
 from tubelet.models.condinst.losses import (centerness_loss, dice_loss, giou_loss, ltrb_giou,
-                                            sigmoid_focal_loss)
+                                            mask_loss, sigmoid_focal_loss)
 
 LOG2 = math.log(2)
 
@@ -54,3 +54,29 @@ def test_dice_by_hand():
     loss = dice_loss(probs.reshape(3, 2, 2), target.reshape(3, 2, 2))
     assert torch.allclose(loss, torch.tensor([1 / 3, 0.2, 1.0]), atol=1e-5)
     assert float(dice_loss(target, target)[0]) < 1e-5
+
+
+def test_mask_loss_dice_plus_bce_by_hand():
+    # two 1x2 instances; logits 0 -> p = 0.5, log 3 -> p = 0.75
+    logits = torch.tensor([[[0.0, math.log(3)]], [[0.0, 0.0]]])
+    target = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])
+    # dice: 1 - 2*0.5/(0.25+0.5625+1) = 1 - 1/1.8125; 1 - 2*1/(0.5+2) = 0.2
+    dice = ((1 - 1 / 1.8125) + 0.2) / 2
+    # BCE per pixel: log 2; -log(1 - 0.75) = log 4; log 2; log 2 -> mean 5 log 2 / 4
+    bce = 5 * LOG2 / 4
+    assert math.isclose(float(mask_loss(logits, target)), dice, rel_tol=1e-5)
+    assert math.isclose(float(mask_loss(logits, target, 0.5)), dice + 0.5 * bce, rel_tol=1e-5)
+
+
+def test_mask_loss_bce_recovers_a_collapsed_head():
+    # every probability near 0 (logit -20): dice is 1 and has no gradient left; BCE pulls the
+    # positive pixels up with gradient (p - 1) / #pixels, about -1/8 each here
+    target = torch.zeros(2, 2, 2)
+    target[:, 0] = 1.0
+    for w, expect in ((0.0, 0.0), (1.0, -1 / 8)):
+        logits = torch.full((2, 2, 2), -20.0, requires_grad=True)
+        loss = mask_loss(logits, target, w)
+        assert math.isclose(float(loss), 1.0 + w * 0.5 * 20, rel_tol=1e-4)
+        loss.backward()
+        g = logits.grad
+        assert abs(float(g[:, 0].mean()) - expect) < 1e-6 and float(g[:, 1].abs().max()) < 1e-6

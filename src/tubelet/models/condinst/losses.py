@@ -83,3 +83,17 @@ def dice_loss(probs: Tensor, targets: Tensor, eps: float = 1e-5) -> Tensor:
     """
     p, y = probs.flatten(1), targets.flatten(1)
     return 1 - 2 * (p * y).sum(1) / ((p * p).sum(1) + (y * y).sum(1) + eps)
+
+
+def mask_loss(logits: Tensor, targets: Tensor, bce_weight: float = 0.0) -> Tensor:
+    """CondInst's mask loss: mean over N instances of ``dice(sigmoid(logits), targets)``, plus
+    ``bce_weight`` x the mean per-pixel BCE-with-logits (``logits``, ``targets``: ``[N, H, W]``).
+
+    Dice alone has no gradient left once every probability is near 0 (dice = 1, sigmoid flat):
+    a mask head pushed there by a large step stays there. BCE's gradient on a positive pixel is
+    ``p - 1``, about -1 in that state, so the head recovers.
+    """
+    loss = dice_loss(torch.sigmoid(logits), targets).mean()
+    if bce_weight:
+        loss = loss + bce_weight * F.binary_cross_entropy_with_logits(logits, targets)
+    return loss

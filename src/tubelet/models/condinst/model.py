@@ -9,7 +9,9 @@ Training (``model.train(); losses = model(images, targets)``) returns
 ``{"loss_cls", "loss_box", "loss_ctr", "loss_mask"}`` (weights 1, as in the paper; the trainer sums):
 focal loss / #positives, GIoU weighted by centerness targets / sum of those targets, centerness BCE
 / #positives, dice loss averaged over at most ``max_proposals`` sampled positives per image
-against ground-truth masks area-averaged to stride 4.
+against ground-truth masks area-averaged to stride 4 (plus ``mask_bce_weight`` x their mean
+per-pixel BCE: an option, not the paper's, which keeps a gradient on the masks when dice
+saturates at 1 with every pixel's probability near 0).
 
 Inference (``model.predict(images)``) returns one :class:`Detections` per image.
 
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 from tubelet.models.backbones import Backbone
 from tubelet.models.condinst.dynamic_mask import DynamicMaskHead
 from tubelet.models.condinst.fcos import FCOSHead
-from tubelet.models.condinst.losses import (centerness_loss, dice_loss, giou_loss,
+from tubelet.models.condinst.losses import (centerness_loss, giou_loss, mask_loss,
                                             sigmoid_focal_loss)
 from tubelet.models.condinst.mask_branch import MaskBranch
 from tubelet.models.condinst.postprocess import (Detections, paste_masks, scale_boxes,
@@ -74,6 +76,7 @@ class CondInstConfig:
     nms_thr: float = 0.6                  # inference: class-aware box NMS IoU
     max_detections: int = 100             # inference: detections kept per image
     mask_thr: float = 0.5                 # inference: mask probability threshold
+    mask_bce_weight: float = 0.0          # + weight x pixel BCE in loss_mask (0: dice only, paper)
 
 
 @dataclass
@@ -127,7 +130,7 @@ class CondInst(nn.Module):
                  dynamic_layers: int = 3, rel_coords: bool = True, mask_out_stride: int = 4,
                  max_proposals: int = 500, score_thr: float = 0.05, pre_nms_topk: int = 1000,
                  nms_thr: float = 0.6, max_detections: int = 100, mask_thr: float = 0.5,
-                 finders=None):
+                 mask_bce_weight: float = 0.0, finders=None):
         super().__init__()
         has_weights = not is_random_init(pretrained)
         norm = backbone_norm or ("frozen_bn" if has_weights else "bn")
@@ -155,6 +158,7 @@ class CondInst(nn.Module):
         self.mask_out_stride, self.max_proposals = mask_out_stride, max_proposals
         self.score_thr, self.pre_nms_topk, self.nms_thr = score_thr, pre_nms_topk, nms_thr
         self.max_detections, self.mask_thr = max_detections, mask_thr
+        self.mask_bce_weight = mask_bce_weight
         self.frozen_dense: FrozenByShape | None = None  # set by fuse_for_inference
         self._tables: dict = {}  # per-location constants by level shapes (_level_tables)
 
@@ -329,8 +333,8 @@ class CondInst(nn.Module):
         if not img_idx:
             # keep the graph connected so every parameter still gets a (zero) gradient
             return outputs.mask_feats.sum() * 0 + outputs.controller.sum() * 0
-        logits = self.mask_logits(outputs, torch.cat(img_idx), torch.cat(loc_idx))
-        return dice_loss(torch.sigmoid(logits[:, 0]), torch.cat(gt_masks)).mean()
+        logits = self.mask_logits(outputs, torch.cat(img_idx), torch.cat(loc_idx))[:, 0]
+        return mask_loss(logits, torch.cat(gt_masks), self.mask_bce_weight)
 
     def forward(self, images: Tensor, targets: list[dict] | None = None):
         """Training: ``targets`` per image ``{"boxes": [M, 4] xyxy pixels, "labels": [M] 0-based,
