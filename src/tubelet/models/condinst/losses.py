@@ -4,7 +4,9 @@
 * GIoU loss (Rezatofighi et al. 2019): ``1 - GIoU`` of boxes given as (l, t, r, b) distances from a
   shared location;
 * centerness: binary cross-entropy with logits;
-* dice loss (V-Net form used by CondInst): ``1 - 2 sum(p y) / (sum p^2 + sum y^2 + eps)``.
+* dice loss (V-Net form used by CondInst): ``1 - 2 sum(p y) / (sum p^2 + sum y^2 + eps)``;
+* the mask loss (a mean, not a sum): dice averaged over instances, optionally plus a weighted
+  mean per-pixel BCE (not in the paper).
 """
 from __future__ import annotations
 
