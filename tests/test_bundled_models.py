@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from tubelet.cli.main import main
-from tubelet.engine.loading import MODELS, SYNTH_DESCRIPTION, bundled_model, default_model
+from tubelet.engine.loading import (MODELS, SYNTH_DESCRIPTION, bundled_model, default_model,
+                                   load_method)
 
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis2016"
 
@@ -100,7 +101,6 @@ def test_bundled_objects_model_carries_its_configs_model():
     # exported from a run of configs/condinst_track_objects.yaml: the same CondInst fields, the
     # stride-4 mask branch and the BCE term included, and the network built from them has P2
     from tubelet.engine.config import load_experiment
-    from tubelet.engine.loading import load_method
     model, cfg = load_method(None, str(bundled_model("objects")))
     want = load_experiment("configs/condinst_track_objects.yaml").model.model
     assert cfg.model.model == want
