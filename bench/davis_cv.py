@@ -48,6 +48,20 @@ def folds(names: list[str]) -> list[tuple[str, ...]]:
     return out
 
 
+def prepare_fold(fold: Path, raw: dict, val_ids: set[int]) -> None:
+    """``fold/train.json``: the ground truth without the held-out videos ``val_ids``."""
+    fold.mkdir(parents=True, exist_ok=True)
+    write_json(fold / "train.json", videos_where(raw, lambda i: i not in val_ids))
+
+
+def train_command(config: str, fold: Path, images: str, threads: int,
+                  overrides: list[str]) -> list[str]:
+    """``tubelet train`` of one fold: its train.json, no validation set, the run in ``fold``."""
+    return [sys.executable, "-m", "tubelet", "train", "--config", config, "--out", str(fold),
+            "--no-progress", "--threads", str(threads), f"data.train_json={fold / 'train.json'}",
+            f"data.train_images={images}", "data.val_json=", *overrides]
+
+
 def _stopped(fold: Path) -> bool:
     """A run stopped by a signal also writes summary.json; it says so (``stopped_by``)."""
     return bool(read_json(fold / "summary.json").get("stopped_by"))
@@ -75,16 +89,11 @@ def main() -> None:
     for k in chosen:
         names = splits[k]
         fold = out / f"fold{k}"
-        fold.mkdir(parents=True, exist_ok=True)
         val_ids = {by_name[n] for n in names}
-        train_json = fold / "train.json"
-        write_json(train_json, videos_where(raw, lambda i: i not in val_ids))
+        prepare_fold(fold, raw, val_ids)
         if not (fold / "summary.json").exists() or _stopped(fold):
             t0 = time.time()
-            cmd = [sys.executable, "-m", "tubelet", "train", "--config", args.config, "--out",
-                   str(fold), "--no-progress", "--threads", str(args.threads),
-                   f"data.train_json={train_json}", f"data.train_images={args.images}",
-                   "data.val_json=", *args.overrides]
+            cmd = train_command(args.config, fold, args.images, args.threads, args.overrides)
             if (fold / "last.pt").exists():
                 cmd.append("--resume")
             subprocess.run(cmd, check=True)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tubelet.errors import InputError
+
 
 @dataclass
 class ClipAugConfig:
@@ -23,6 +25,23 @@ class ClipAugConfig:
     hflip_prob: float = 0.5                # horizontal flip probability
     crop_prob: float = 0.0                 # probability of a random crop before resizing
     crop_min_frac: float = 0.7             # crop side as a fraction of the image side, at least
+    # zoom-out (SSD's "expand" at a constant size): the resized clip shrunk by a factor drawn in
+    # [zoom_out_min, 1] and placed at a random position on a canvas of its own size, filled with
+    # ``zoom_out_fill`` (ImageNet mean colour), so objects also appear small and off-centre
+    zoom_out_prob: float = 0.0
+    zoom_out_min: float = 0.5
+    zoom_out_fill: tuple[int, int, int] = (124, 116, 104)
+    # photometric: brightness, contrast and saturation factors each drawn in [1 - x, 1 + x]
+    color_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        # InputError: a YAML / key=value slip is reported by the CLI in one line
+        for name, lo, hi in (("hflip_prob", 0, 1), ("crop_prob", 0, 1), ("zoom_out_prob", 0, 1),
+                             ("crop_min_frac", 1e-6, 1), ("zoom_out_min", 1e-6, 1),
+                             ("color_jitter", 0, 0.999)):
+            if not lo <= getattr(self, name) <= hi:
+                raise InputError(f"must be in [{lo}, {hi}], got {getattr(self, name)}",
+                                 None, None, f"data.clip.aug.{name}")
 
 
 @dataclass
@@ -98,6 +117,42 @@ def _resize_hw(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
     return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
+def zoom_out(images: torch.Tensor, masks: torch.Tensor, scale: float, y0: int, x0: int,
+             fill: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shrink a clip by ``scale`` and paste it at (y0, x0) on a ``fill`` canvas of its own size.
+
+    Args:
+        images: ``uint8 [T, 3, H, W]``; masks: ``bool [T, M, H, W]``; scale in (0, 1];
+        (y0, x0): top-left corner, ``0 <= y0 <= H - h`` with ``h = round(H * scale)`` (same in x).
+    Returns:
+        (``uint8 [T, 3, H, W]``, ``bool [T, M, H, W]``).
+    """
+    t, _, h, w = images.shape
+    zh, zw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    out = torch.tensor(fill, dtype=torch.uint8).view(1, 3, 1, 1).repeat(t, 1, h, w)
+    out[..., y0:y0 + zh, x0:x0 + zw] = F.interpolate(
+        images.float(), size=(zh, zw), mode="bilinear", align_corners=False
+    ).round().clamp(0, 255).to(torch.uint8)
+    m = torch.zeros_like(masks)
+    if masks.numel():
+        m[..., y0:y0 + zh, x0:x0 + zw] = F.interpolate(
+            masks.float(), size=(zh, zw), mode="bilinear", align_corners=False) >= 0.5
+    return out, m
+
+
+def color_jitter(images: torch.Tensor, brightness: float, contrast: float,
+                 saturation: float) -> torch.Tensor:
+    """``uint8 [T, 3, H, W]`` -> brightness (x b), then contrast (about each frame's mean grey),
+    then saturation (about each pixel's grey, ITU-R 601 weights) scaled; rounded, clipped."""
+    x = images.float() * brightness
+    grey_w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    mean = (x * grey_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)  # [T, 1, 1, 1]
+    x = (x - mean) * contrast + mean
+    grey = (x * grey_w).sum(1, keepdim=True)  # [T, 1, H, W]
+    x = (x - grey) * saturation + grey
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
 def apply_clip_aug(images: torch.Tensor, masks: torch.Tensor, cfg: ClipAugConfig,
                    rng: np.random.Generator, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a clip with one parameter draw.
@@ -127,6 +182,14 @@ def apply_clip_aug(images: torch.Tensor, masks: torch.Tensor, cfg: ClipAugConfig
                                   align_corners=False) >= 0.5
         else:
             masks = torch.zeros((t, masks.shape[1], nh, nw), dtype=torch.bool)
+    if train and cfg.zoom_out_prob > 0 and rng.random() < cfg.zoom_out_prob:
+        s = float(rng.uniform(cfg.zoom_out_min, 1.0))
+        zh, zw = max(1, int(round(nh * s))), max(1, int(round(nw * s)))
+        images, masks = zoom_out(images, masks, s, int(rng.integers(0, nh - zh + 1)),
+                                 int(rng.integers(0, nw - zw + 1)), cfg.zoom_out_fill)
+    if train and cfg.color_jitter > 0:
+        b, c, sat = (float(v) for v in rng.uniform(1 - cfg.color_jitter, 1 + cfg.color_jitter, 3))
+        images = color_jitter(images, b, c, sat)
     if train and cfg.hflip_prob > 0 and rng.random() < cfg.hflip_prob:
         images = images.flip(-1)
         masks = masks.flip(-1)
