@@ -101,11 +101,11 @@ def test_mask_bce_weight_adds_bce_to_the_mask_loss(monkeypatch):
     (logits, target, w), = seen
     assert w == 2.0 and logits.shape == target.shape and logits.shape[0] > 0
     # dice + 2 x BCE, the BCE written out per pixel
-    p = torch.sigmoid(logits.double())
+    p = torch.sigmoid(logits.detach().double())
     bce = -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
     dice = 1 - 2 * (p * target).flatten(1).sum(1) / (
         (p * p).flatten(1).sum(1) + (target * target).flatten(1).sum(1) + 1e-5)
-    assert abs(float(loss) - float(dice.mean() + 2 * bce)) < 1e-5
+    assert abs(float(loss.detach()) - float(dice.mean() + 2 * bce)) < 1e-5
 
 
 def test_no_objects_gives_zero_mask_loss():
