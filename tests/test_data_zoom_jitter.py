@@ -107,7 +107,9 @@ def test_defaults_leave_the_clip_untouched_by_the_new_steps():
 
 @pytest.mark.parametrize("key,value", [("zoom_out_prob", 1.5), ("zoom_out_min", 0),
                                        ("color_jitter", 1.0), ("color_jitter", -0.1),
-                                       ("crop_prob", -1), ("hflip_prob", 2)])
+                                       ("crop_prob", -1), ("hflip_prob", 2),
+                                       ("zoom_out_fill", "[0, 300, 0]"),
+                                       ("zoom_out_fill", "[1, 2]")])
 def test_bad_aug_settings_name_the_field(key, value):
     with pytest.raises(InputError, match=f"aug.{key}"):
         load_experiment("configs/condinst_track_tiny.yaml", [f"data.clip.aug.{key}={value}"])

@@ -42,6 +42,10 @@ class ClipAugConfig:
             if not lo <= getattr(self, name) <= hi:
                 raise InputError(f"must be in [{lo}, {hi}], got {getattr(self, name)}",
                                  None, None, f"data.clip.aug.{name}")
+        fill = list(self.zoom_out_fill)
+        if len(fill) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in fill):
+            raise InputError(f"must be 3 integers in [0, 255] (R, G, B), got {fill}",
+                             None, None, "data.clip.aug.zoom_out_fill")
 
 
 @dataclass
