@@ -242,3 +242,19 @@ def test_stored_configs_from_before_the_thr_renames_still_load():
     assert (cfg.model.score_thr, cfg.model.nms_thr) == (0.07, 0.55)
     assert (cfg.greedy.gate_thr, cfg.greedy.mean_score_thr) == (0.95, 0.2)
     assert (cfg.memory.score_thr, cfg.memory.mask_nms_thr) == (0.15, 0.4)
+
+
+def test_export_carries_the_ema_weights_of_an_ema_run(tmp_path):
+    # inference on the checkpoint loads the EMA weights; the exported file must hold the same
+    from tubelet.engine.export import export
+    train(_toy_cfg(tmp_path, "train.ema=true", "train.ema_tau=0", "train.ema_decay=0.5"),
+          tmp_path / "r", progress=False)
+    ck = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    export(str(tmp_path / "r" / "last.pt"), str(tmp_path / "e.pt"))
+    out = torch.load(tmp_path / "e.pt", weights_only=True)["model"]
+    ema, raw = ck["ema"]["model"], ck["model"]
+    assert set(out) == set(ema)
+    floats = [k for k in ema if ema[k].is_floating_point()]
+    assert floats and any(not torch.allclose(ema[k], raw[k]) for k in floats)
+    for k in floats:  # fp16 rounding of the EMA tensor, not the raw one
+        assert torch.allclose(out[k].float(), ema[k], rtol=2 ** -10, atol=1e-7), k

@@ -8,7 +8,8 @@
 ``--config`` and ``key=value`` replace/override the config stored with the weights (for inference
 settings such as tracker gates; the model must still fit the weights, checked here).
 
-Half precision halves the file; :meth:`torch.nn.Module.load_state_dict` copies the values back
+A run trained with ``train.ema=true`` exports its EMA weights, the ones its evaluation and
+``tubelet predict`` on the checkpoint use. Half precision halves the file; :meth:`torch.nn.Module.load_state_dict` copies the values back
 into the float32 parameters. Buffers that are not floating point (BatchNorm's counters) are kept.
 """
 from __future__ import annotations
@@ -32,8 +33,11 @@ def export(src: str, dst: str, half: bool = True, config: str | None = None,
         raise InputError("not a training checkpoint (no 'model' state dict)", src)
     # always built once: a malformed meta or weights of another architecture are refused here,
     # not when the exported file is first used (issue 13)
-    _, cfg = method_from_checkpoint(ck, src, config, list(overrides), ema=False)
-    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
+    # the EMA weights when the run kept them: the ones its evaluation and `predict` used
+    ema = isinstance(ck.get("ema"), dict) and isinstance(ck["ema"].get("model"), dict)
+    _, cfg = method_from_checkpoint(ck, src, config, list(overrides), ema=ema)
+    weights = ck["ema"]["model"] if ema else ck["model"]
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in weights.items()}
     meta = dict(ck.get("meta", {}))
     if config or overrides:
         meta["config"] = json.dumps(experiment_to_dict(cfg))
