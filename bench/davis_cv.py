@@ -62,9 +62,11 @@ def train_command(config: str, fold: Path, images: str, threads: int,
             f"data.train_images={images}", "data.val_json=", *overrides]
 
 
-def _stopped(fold: Path) -> bool:
-    """A run stopped by a signal also writes summary.json; it says so (``stopped_by``)."""
-    return bool(read_json(fold / "summary.json").get("stopped_by"))
+def finished(fold: Path) -> bool:
+    """The fold's training ran to its end: summary.json exists and does not say ``stopped_by``
+    (a run stopped by a signal writes one too)."""
+    summary = fold / "summary.json"
+    return summary.exists() and not read_json(summary).get("stopped_by")
 
 
 def main() -> None:
@@ -91,7 +93,7 @@ def main() -> None:
         fold = out / f"fold{k}"
         val_ids = {by_name[n] for n in names}
         prepare_fold(fold, raw, val_ids)
-        if not (fold / "summary.json").exists() or _stopped(fold):
+        if not finished(fold):
             t0 = time.time()
             cmd = train_command(args.config, fold, args.images, args.threads, args.overrides)
             if (fold / "last.pt").exists():

@@ -28,17 +28,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from davis_cv import folds, prepare_fold, train_command  # noqa: E402
+from davis_cv import finished, folds, prepare_fold, train_command  # noqa: E402
 from davis_eval import KEYS, score  # noqa: E402
 
 from tubelet.data.ytvis import load_ytvis  # noqa: E402
 from tubelet.engine.loading import load_method  # noqa: E402
 from tubelet.utils.fileio import read_json, write_json  # noqa: E402
-
-
-def _finished(fold: Path) -> bool:
-    s = fold / "summary.json"
-    return s.exists() and not read_json(s).get("stopped_by")
 
 
 def _train_all(args, grid: dict, splits, by_name, raw, t_start: float) -> dict:
@@ -48,7 +43,7 @@ def _train_all(args, grid: dict, splits, by_name, raw, t_start: float) -> dict:
         for k, names in enumerate(splits):
             fold = Path(args.out) / v / f"fold{k}"
             prepare_fold(fold, raw, {by_name[n] for n in names})
-            if not _finished(fold):
+            if not finished(fold):
                 queue.append((v, k, fold, overrides))
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     while queue or running:
@@ -107,16 +102,16 @@ def main() -> None:
     splits = folds(list(by_name))
     seconds = _train_all(args, grid, splits, by_name, read_json(args.gt), t_start)
     report = {"config": args.config, "grid": grid, "train_seconds": seconds, "scores": {}}
-    jobs, keys = [], []
+    jobs, keys, expected = [], [], {}
     for v, train_over in grid["train"].items():
+        done = [k for k in range(len(splits)) if finished(Path(args.out) / v / f"fold{k}")]
+        expected[v] = sum(len(splits[k]) for k in done)  # held-out videos a variant pools
         for name, infer_over in grid["infer"].items():
-            for k, names in enumerate(splits):
-                fold = Path(args.out) / v / f"fold{k}"
-                if _finished(fold):
-                    ids = sorted(by_name[n] for n in names)
-                    jobs.append((args.config, str(fold / "last.pt"), [*train_over, *infer_over],
-                                 args.gt, ids, args.images))
-                    keys.append((v, name, ids))
+            for k in done:
+                ids = sorted(by_name[n] for n in splits[k])
+                jobs.append((args.config, str(Path(args.out) / v / f"fold{k}" / "last.pt"),
+                             [*train_over, *infer_over], args.gt, ids, args.images))
+                keys.append((v, name, ids))
     pooled: dict = {}
     with ProcessPoolExecutor(args.jobs) as pool:
         for (v, name, ids), recs in zip(keys, pool.map(_score_fold, jobs)):
@@ -125,8 +120,7 @@ def main() -> None:
                 continue
             entry["ids"] += ids
             entry["recs"] += recs
-            if len(entry["ids"]) == sum(len(names) for k, names in enumerate(splits)
-                                        if _finished(Path(args.out) / v / f"fold{k}")):
+            if len(entry["ids"]) == expected[v]:
                 sub = gt.subset(entry["ids"])
                 _, overall, per_seq, _ = score(None, sub, args.images, recs=entry["recs"])
                 report["scores"][f"{v}/{name}"] = {

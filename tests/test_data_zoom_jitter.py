@@ -19,7 +19,7 @@ def test_zoom_out_by_half_averages_2x2_blocks_and_fills_the_rest():
     masks = torch.zeros(1, 2, 4, 6, dtype=torch.bool)
     masks[0, 0, 0:2, 0:2] = torch.tensor([[1, 1], [0, 0]], dtype=torch.bool)  # 2 of 4: kept
     masks[0, 1, 2:4, 2:4] = torch.tensor([[1, 0], [0, 0]], dtype=torch.bool)  # 1 of 4: gone
-    out, m = zoom_out(img, masks, 0.5, 1, 2, FILL)
+    out, m = zoom_out(img, masks, (2, 3), 1, 2, FILL)  # half of 4 x 6
     assert out.shape == img.shape and m.shape == masks.shape
     for y in range(4):
         for x in range(6):
@@ -38,10 +38,10 @@ def test_zoom_out_by_half_averages_2x2_blocks_and_fills_the_rest():
     assert not m[0, 1].any()
 
 
-def test_zoom_out_scale_one_at_the_origin_is_the_identity():
+def test_zoom_out_to_its_own_size_at_the_origin_is_the_identity():
     img = torch.randint(0, 256, (2, 3, 5, 7), dtype=torch.uint8)
     masks = torch.rand(2, 3, 5, 7) > 0.5
-    out, m = zoom_out(img, masks, 1.0, 0, 0, FILL)
+    out, m = zoom_out(img, masks, (5, 7), 0, 0, FILL)
     assert torch.equal(out, img) and torch.equal(m, masks)
 
 

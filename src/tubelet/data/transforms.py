@@ -121,26 +121,44 @@ def _resize_hw(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
     return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
-def zoom_out(images: torch.Tensor, masks: torch.Tensor, scale: float, y0: int, x0: int,
-             fill: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shrink a clip by ``scale`` and paste it at (y0, x0) on a ``fill`` canvas of its own size.
+def resize_clip(images: torch.Tensor, masks: torch.Tensor,
+                size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear resize of a clip to ``size`` (h, w): images rounded back to uint8, masks kept
+    where the interpolated value is >= 0.5.
 
     Args:
-        images: ``uint8 [T, 3, H, W]``; masks: ``bool [T, M, H, W]``; scale in (0, 1];
-        (y0, x0): top-left corner, ``0 <= y0 <= H - h`` with ``h = round(H * scale)`` (same in x).
+        images: ``uint8 [T, 3, H, W]``; masks: ``bool [T, M, H, W]`` (M may be 0).
+    Returns:
+        (``uint8 [T, 3, h, w]``, ``bool [T, M, h, w]``).
+    """
+    images = F.interpolate(images.float(), size=size, mode="bilinear",
+                           align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    if masks.numel():
+        masks = F.interpolate(masks.float(), size=size, mode="bilinear",
+                              align_corners=False) >= 0.5
+    else:
+        masks = torch.zeros((*masks.shape[:2], *size), dtype=torch.bool)
+    return images, masks
+
+
+def zoom_out(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int], y0: int, x0: int,
+             fill: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shrink a clip to ``size`` (h, w) and paste it at (y0, x0) on a ``fill`` canvas of its own
+    size.
+
+    Args:
+        images: ``uint8 [T, 3, H, W]``; masks: ``bool [T, M, H, W]``; ``h <= H``, ``w <= W``;
+        (y0, x0): top-left corner, ``0 <= y0 <= H - h``, ``0 <= x0 <= W - w``.
     Returns:
         (``uint8 [T, 3, H, W]``, ``bool [T, M, H, W]``).
     """
     t, _, h, w = images.shape
-    zh, zw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    zh, zw = size
     out = torch.tensor(fill, dtype=torch.uint8).view(1, 3, 1, 1).repeat(t, 1, h, w)
-    out[..., y0:y0 + zh, x0:x0 + zw] = F.interpolate(
-        images.float(), size=(zh, zw), mode="bilinear", align_corners=False
-    ).round().clamp(0, 255).to(torch.uint8)
     m = torch.zeros_like(masks)
-    if masks.numel():
-        m[..., y0:y0 + zh, x0:x0 + zw] = F.interpolate(
-            masks.float(), size=(zh, zw), mode="bilinear", align_corners=False) >= 0.5
+    small, small_m = resize_clip(images, masks, size)
+    out[..., y0:y0 + zh, x0:x0 + zw] = small
+    m[..., y0:y0 + zh, x0:x0 + zw] = small_m
     return out, m
 
 
@@ -167,7 +185,7 @@ def apply_clip_aug(images: torch.Tensor, masks: torch.Tensor, cfg: ClipAugConfig
     Returns:
         (images ``uint8 [T, 3, H', W']``, masks ``bool [T, M, H', W']``).
     """
-    t, _, h, w = images.shape
+    _, _, h, w = images.shape
     if train and cfg.crop_prob > 0 and rng.random() < cfg.crop_prob:
         ch = int(round(h * rng.uniform(cfg.crop_min_frac, 1.0)))
         cw = int(round(w * rng.uniform(cfg.crop_min_frac, 1.0)))
@@ -179,17 +197,11 @@ def apply_clip_aug(images: torch.Tensor, masks: torch.Tensor, cfg: ClipAugConfig
     short = int(rng.choice(cfg.short_sides)) if train else int(cfg.short_sides[-1])
     nh, nw = _resize_hw(h, w, short, cfg.max_size)
     if (nh, nw) != (h, w):
-        images = F.interpolate(images.float(), size=(nh, nw), mode="bilinear",
-                               align_corners=False).round().clamp(0, 255).to(torch.uint8)
-        if masks.numel():
-            masks = F.interpolate(masks.float(), size=(nh, nw), mode="bilinear",
-                                  align_corners=False) >= 0.5
-        else:
-            masks = torch.zeros((t, masks.shape[1], nh, nw), dtype=torch.bool)
+        images, masks = resize_clip(images, masks, (nh, nw))
     if train and cfg.zoom_out_prob > 0 and rng.random() < cfg.zoom_out_prob:
         s = float(rng.uniform(cfg.zoom_out_min, 1.0))
         zh, zw = max(1, int(round(nh * s))), max(1, int(round(nw * s)))
-        images, masks = zoom_out(images, masks, s, int(rng.integers(0, nh - zh + 1)),
+        images, masks = zoom_out(images, masks, (zh, zw), int(rng.integers(0, nh - zh + 1)),
                                  int(rng.integers(0, nw - zw + 1)), cfg.zoom_out_fill)
     if train and cfg.color_jitter > 0:
         b, c, sat = (float(v) for v in rng.uniform(1 - cfg.color_jitter, 1 + cfg.color_jitter, 3))

@@ -9,8 +9,9 @@
 settings such as tracker gates; the model must still fit the weights, checked here).
 
 A run trained with ``train.ema=true`` exports its EMA weights, the ones its evaluation and
-``tubelet predict`` on the checkpoint use. Half precision halves the file; :meth:`torch.nn.Module.load_state_dict` copies the values back
-into the float32 parameters. Buffers that are not floating point (BatchNorm's counters) are kept.
+``tubelet predict`` on the checkpoint use. Half precision halves the file;
+:meth:`torch.nn.Module.load_state_dict` copies the values back into the float32 parameters.
+Buffers that are not floating point (BatchNorm's counters) are kept.
 """
 from __future__ import annotations
 
